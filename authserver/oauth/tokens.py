@@ -1,0 +1,69 @@
+"""JWT access tokens (RFC 9068) and ID token signing with the database keys."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+import jwt
+from django.conf import settings
+
+from .claims import subject_for
+from .keys import keyring
+
+
+def sign_jwt(claims: dict[str, Any], *, alg: str, typ: str) -> str:
+    kid, private_key = keyring.signing_key(alg)
+    return jwt.encode(claims, private_key, algorithm=alg, headers={"kid": kid, "typ": typ})
+
+
+def id_token_algorithm(client: Any) -> str:
+    return getattr(client, "algorithm", "") or settings.AUTHSERVER_ID_TOKEN_SIGNING_ALG
+
+
+def access_token_lifetime(request: Any) -> int:
+    """STANDARDS.md lifetimes: 6 h client credentials, 15 min public clients, 1 h otherwise."""
+    if request.grant_type == "client_credentials":
+        return settings.AUTHSERVER_CLIENT_CREDENTIALS_TOKEN_LIFETIME
+    client = request.client
+    if client is not None and client.is_public:
+        return settings.AUTHSERVER_PUBLIC_CLIENT_ACCESS_TOKEN_LIFETIME
+    return settings.AUTHSERVER_ACCESS_TOKEN_LIFETIME
+
+
+def generate_access_token(request: Any, refresh_token: bool = False) -> str:
+    """The access token is a signed JWT (OAUTH-NL, RFC 9068 §2.2); only its hash is stored."""
+    validator = request.client and _validator()
+    if validator:
+        validator._check_and_set_request_resource(request)
+    now = int(time.time())
+    client = request.client
+    user = request.user if request.grant_type != "client_credentials" else None
+    claims: dict[str, Any] = {
+        "iss": settings.AUTHSERVER_ISSUER,
+        "exp": now + int(request.expires_in),
+        "iat": now,
+        "jti": secrets.token_urlsafe(16),
+        "client_id": client.client_id,
+        "azp": client.client_id,
+        # RFC 9068 §2.2: sub is the resource owner, or the client itself without one.
+        "sub": subject_for(user, client) if user is not None else client.client_id,
+        "scope": " ".join(request.scopes or []),
+    }
+    resources = getattr(request, "resource", None) or []
+    if resources:
+        claims["aud"] = resources[0] if len(resources) == 1 else list(resources)
+    return sign_jwt(claims, alg=settings.AUTHSERVER_ACCESS_TOKEN_SIGNING_ALG, typ="at+jwt")
+
+
+_validator_instance = None
+
+
+def _validator() -> Any:
+    global _validator_instance
+    if _validator_instance is None:
+        from .validator import Validator
+
+        _validator_instance = Validator()
+    return _validator_instance

@@ -1,0 +1,318 @@
+"""Protocol endpoints: DOT's views where they fit, ours where the profile asks more.
+
+Every OAuth response carries ``Cache-Control: no-store`` (RFC 6749 §5.1) and every error
+is the protocol's JSON, never an HTML page or a 500.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+from collections.abc import Callable
+from datetime import timedelta
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
+from oauth2_provider import views as dot_views
+from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+from oauth2_provider.oauth2_backends import OAuthLibCore
+from oauth2_provider.views.mixins import OAuthLibMixin
+from oauthlib.common import Request as OAuthlibRequest
+from oauthlib.oauth2.rfc6749 import errors
+
+from clients.models import Client
+
+from . import claims as oidc_claims
+from .keys import keyring
+from .validator import Validator
+
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+
+def oauth_error(error: str, description: str, status: int = 400, headers: dict[str, str] | None = None) -> JsonResponse:
+    response = JsonResponse({"error": error, "error_description": description}, status=status)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def no_store(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """RFC 6749 §5.1: responses with tokens or credentials must not be cached."""
+
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> HttpResponse:
+        response = view(*args, **kwargs)
+        response["Cache-Control"] = "no-store"
+        response["Pragma"] = "no-cache"
+        return response
+
+    return wrapped
+
+
+class ProtocolEndpointMixin:
+    """Form-encoded POST only (RFC 6749 §3.2, RFC 7662 §2.1, RFC 7009 §2.1), JSON errors."""
+
+    def http_method_not_allowed(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return oauth_error("invalid_request", "Use POST.", status=405, headers={"Allow": "POST"})
+
+    @staticmethod
+    def bad_request_shape(request: HttpRequest) -> HttpResponse | None:
+        if request.content_type != FORM_CONTENT_TYPE:
+            return oauth_error("invalid_request", f"The request body must be {FORM_CONTENT_TYPE}.")
+        if request.GET:
+            # RFC 6749 §3.2 / RFC 9700: credentials and tokens never travel in the URL.
+            return oauth_error("invalid_request", "URL query parameters are not allowed on this endpoint.")
+        try:
+            request.POST  # noqa: B018 - parse now so a broken body is a 400, not a 500
+        except Exception:
+            return oauth_error("invalid_request", "The request body could not be parsed.")
+        return None
+
+
+@method_decorator([csrf_exempt, no_store], name="dispatch")
+class TokenView(ProtocolEndpointMixin, dot_views.TokenView):
+    """RFC 6749 §3.2. DOT's view minus the device flow and the re-read of the token."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        problem = self.bad_request_shape(request)
+        if problem is not None:
+            return problem
+        _url, headers, body, status = self.create_token_response(request)
+        response = HttpResponse(content=body, status=status, content_type="application/json")
+        for name, value in headers.items():
+            response[name] = value
+        return response
+
+
+@method_decorator([csrf_exempt, no_store], name="dispatch")
+class RevokeView(ProtocolEndpointMixin, dot_views.RevokeTokenView):
+    """RFC 7009, with client authentication (OAUTH-NL)."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        problem = self.bad_request_shape(request)
+        if problem is not None:
+            return problem
+        return super().post(request, *args, **kwargs)
+
+
+def _oauthlib_request(request: HttpRequest) -> OAuthlibRequest:
+    core = OAuthLibCore(OAuthLibMixin.get_server())
+    uri, http_method, body, headers = core._extract_params(request)
+    return OAuthlibRequest(uri, http_method, body, headers)
+
+
+def _authenticate_caller(request: HttpRequest) -> tuple[Client | None, HttpResponse | None]:
+    oauth_request = _oauthlib_request(request)
+    validator = Validator()
+    try:
+        validator.authenticate_client(oauth_request)
+    except errors.InvalidClientError as exc:
+        return None, oauth_error(
+            "invalid_client", exc.description, status=401, headers={"WWW-Authenticate": 'Basic realm="authserver"'}
+        )
+    except errors.OAuth2Error as exc:
+        return None, oauth_error(exc.error, exc.description, status=exc.status_code)
+    return oauth_request.client, None
+
+
+@method_decorator([csrf_exempt, no_store], name="dispatch")
+class IntrospectView(ProtocolEndpointMixin, View):
+    """RFC 7662. Only resource servers, with credentials of their own (OAUTH-NL), may ask."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        problem = self.bad_request_shape(request)
+        if problem is not None:
+            return problem
+        client, failure = _authenticate_caller(request)
+        if failure is not None:
+            return failure
+        assert client is not None
+        if not client.is_resource_server:
+            return oauth_error("unauthorized_client", "This client is not registered as a resource server.", status=403)
+        token = request.POST.get("token")
+        if not token or "\x00" in token:
+            return oauth_error("invalid_request", "The token parameter is required.")
+        hint = request.POST.get("token_type_hint")
+        lookups = (self._access_token, self._refresh_token)
+        if hint == "refresh_token":
+            lookups = (self._refresh_token, self._access_token)
+        checksum = hashlib.sha256(token.encode()).hexdigest()
+        for lookup in lookups:
+            answer = lookup(checksum)
+            if answer is not None:
+                return JsonResponse(answer)
+        return JsonResponse({"active": False})
+
+    @staticmethod
+    def _common(token: Any, token_type: str) -> dict[str, Any] | None:
+        application = token.application
+        if application is None or not application.is_usable(None):
+            return None
+        answer: dict[str, Any] = {
+            "active": True,
+            "iss": settings.AUTHSERVER_ISSUER,
+            "client_id": application.client_id,
+            "azp": application.client_id,
+            "token_type": token_type,
+            "iat": calendar.timegm(token.created.utctimetuple()),
+            "sub": oidc_claims.subject_for(token.user, application) if token.user_id else application.client_id,
+        }
+        if token.user_id:
+            answer["username"] = token.user.get_username()
+        if token.resource:
+            answer["aud"] = token.resource[0] if len(token.resource) == 1 else token.resource
+        return answer
+
+    def _access_token(self, checksum: str) -> dict[str, Any] | None:
+        token = (
+            get_access_token_model()
+            .objects.select_related("application__organisation", "user")
+            .filter(token_checksum=checksum)
+            .first()
+        )
+        if token is None or token.is_expired():
+            return None
+        answer = self._common(token, "Bearer")
+        if answer is not None:
+            answer["scope"] = token.scope
+            answer["exp"] = calendar.timegm(token.expires.utctimetuple())
+        return answer
+
+    def _refresh_token(self, checksum: str) -> dict[str, Any] | None:
+        token = (
+            get_refresh_token_model()
+            .objects.select_related("application__organisation", "user", "access_token")
+            .filter(token_checksum=checksum, revoked__isnull=True)
+            .first()
+        )
+        if token is None or token.access_token is None:
+            return None
+        idle_deadline = token.access_token.expires + timedelta(
+            seconds=settings.OAUTH2_PROVIDER["REFRESH_TOKEN_EXPIRE_SECONDS"]
+        )
+        if idle_deadline <= timezone.now():
+            return None
+        answer = self._common(token, "refresh_token")
+        if answer is not None:
+            answer["scope"] = token.access_token.scope
+        return answer
+
+
+@method_decorator([csrf_exempt, no_store], name="dispatch")
+class UserInfoView(dot_views.UserInfoView):
+    """OIDC Core §5.3, bearer token in the Authorization header only (OAUTH-NL, RFC 9700)."""
+
+    def _create_userinfo_response(self, request: HttpRequest) -> HttpResponse:
+        in_body = (
+            request.method == "POST" and request.content_type == FORM_CONTENT_TYPE and "access_token" in request.POST
+        )
+        if "access_token" in request.GET or in_body:
+            return oauth_error(
+                "invalid_request", "Send the access token in the Authorization header, not in the URL or body."
+            )
+        return super()._create_userinfo_response(request)
+
+
+def _cacheable(response: HttpResponse, max_age: int) -> HttpResponse:
+    response["Cache-Control"] = f"public, max-age={max_age}"
+    # Open documents (STANDARDS.md, CORS): any origin may read them.
+    response["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+def jwks(request: HttpRequest) -> HttpResponse:
+    """Next, active and recently retired public keys, each with kid, kty and alg."""
+    if request.method not in ("GET", "HEAD"):
+        return oauth_error("invalid_request", "Use GET.", status=405, headers={"Allow": "GET, HEAD"})
+    response = JsonResponse(keyring.jwks())
+    response["Content-Type"] = "application/jwk-set+json"
+    return _cacheable(response, settings.AUTHSERVER_JWKS_MAX_AGE)
+
+
+def metadata() -> dict[str, Any]:
+    """What this server really supports, and nothing more (RFC 8414, OIDC Discovery)."""
+    issuer = settings.AUTHSERVER_ISSUER
+    auth_methods = ["private_key_jwt"]
+    if settings.AUTHSERVER_CLIENT_SECRETS_ENABLED:
+        auth_methods += ["client_secret_basic", "client_secret_post"]
+    signing_algs = ["RS256", "PS256", "ES256"]
+    scopes = sorted(settings.OAUTH2_PROVIDER["SCOPES"])
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/oauth/authorize",
+        "token_endpoint": f"{issuer}/oauth/token",
+        "userinfo_endpoint": f"{issuer}/oauth/userinfo",
+        "jwks_uri": f"{issuer}/oauth/jwks",
+        "introspection_endpoint": f"{issuer}/oauth/introspect",
+        "revocation_endpoint": f"{issuer}/oauth/revoke",
+        "end_session_endpoint": f"{issuer}/oauth/logout",
+        "scopes_supported": scopes,
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
+        "subject_types_supported": ["public", "pairwise"],
+        "id_token_signing_alg_values_supported": signing_algs,
+        "token_endpoint_auth_methods_supported": auth_methods,
+        "token_endpoint_auth_signing_alg_values_supported": signing_algs,
+        "introspection_endpoint_auth_methods_supported": auth_methods,
+        "introspection_endpoint_auth_signing_alg_values_supported": signing_algs,
+        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_signing_alg_values_supported": signing_algs,
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": list(oidc_claims.SUPPORTED_CLAIMS),
+        "claims_parameter_supported": True,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "acr_values_supported": list(oidc_claims.ACR_VALUES),
+        "authorization_response_iss_parameter_supported": True,
+        "frontchannel_logout_supported": False,
+        "backchannel_logout_supported": False,
+    }
+
+
+def discovery(request: HttpRequest) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        return oauth_error("invalid_request", "Use GET.", status=405, headers={"Allow": "GET, HEAD"})
+    return _cacheable(JsonResponse(metadata()), settings.AUTHSERVER_DISCOVERY_MAX_AGE)
+
+
+class AuthorizationView(dot_views.AuthorizationView):
+    """RFC 6749 §4.1.1 with the consent screen OAUTH-NL §3.1.4 asks for."""
+
+    template_name = "oauth2_provider/authorize.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        application = kwargs.get("application") or context.get("application")
+        if isinstance(application, Client):
+            context["consent"] = {
+                "registered": application.get_registration_mode_display(),
+                "is_public": application.is_public,
+                "software_statement_issuer": application.software_statement_issuer,
+                "organisation": application.organisation,
+                "access_token_minutes": (
+                    settings.AUTHSERVER_PUBLIC_CLIENT_ACCESS_TOKEN_LIFETIME
+                    if application.is_public
+                    else settings.AUTHSERVER_ACCESS_TOKEN_LIFETIME
+                )
+                // 60,
+                "refresh_hours": settings.AUTHSERVER_REFRESH_TOKEN_ABSOLUTE_LIFETIME // 3600,
+                "resources": (kwargs.get("resource") or "").split(),
+            }
+        return context
+
+    def error_response(self, error: Any, application: Any, **kwargs: Any) -> HttpResponse:
+        response = super().error_response(error, application, **kwargs)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+@method_decorator(no_store, name="dispatch")
+class LogoutView(dot_views.RPInitiatedLogoutView):
+    """OIDC RP-Initiated Logout 1.0; post_logout_redirect_uri must be registered exactly."""

@@ -1,0 +1,313 @@
+"""Settings for authserver, read from the environment (django-environ).
+
+With no environment at all the server runs on embedded defaults: SQLite, a local-memory
+cache and a Celery that needs no broker server (kombu's filesystem transport), so a newcomer
+sees the whole system run. Production differences are environment values only; see the
+configuration table in README.md. ``authserver.checks`` refuses a production start with an
+http issuer, DEBUG on, or a default secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+
+import environ
+from celery.schedules import crontab
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env") if (BASE_DIR / ".env").exists() else None
+
+# development | test | production. Production turns the start-up refusals on.
+AUTHSERVER_ENVIRONMENT = env.str("AUTHSERVER_ENVIRONMENT", default="development")
+IS_PRODUCTION = AUTHSERVER_ENVIRONMENT == "production"
+
+# Embedded defaults. They are public, so production refuses them (authserver.checks).
+DEFAULT_SECRET_KEY = "insecure-embedded-default-secret-key-do-not-use-in-production"
+SECRET_KEY = env.str("SECRET_KEY", default=DEFAULT_SECRET_KEY)
+DEBUG = env.bool("DEBUG", default=AUTHSERVER_ENVIRONMENT == "development")
+
+DATA_DIR = Path(env.str("AUTHSERVER_DATA_DIR", default=str(BASE_DIR / "var")))
+
+
+def _derived_key(purpose: str) -> str:
+    """A key derived from SECRET_KEY for the embedded default only (never in production)."""
+    digest = hashlib.sha256(f"authserver:{purpose}:{SECRET_KEY}".encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode()
+
+
+# The issuer identifier (RFC 8414 §2, OIDC Discovery §3): the base of every URL we publish.
+AUTHSERVER_ISSUER = env.str("AUTHSERVER_ISSUER", default="http://localhost:8000").rstrip("/")
+
+# Fernet keys (comma-separated, newest first) that encrypt signing keys at rest.
+AUTHSERVER_KEY_ENCRYPTION_KEYS = env.list("AUTHSERVER_KEY_ENCRYPTION_KEYS", default=[_derived_key("key-encryption")])
+# HMAC key for client secrets (docs/decisions/0003-client-secret-hash.md). Changing it
+# invalidates every issued secret, so it is separate from SECRET_KEY.
+AUTHSERVER_SECRET_PEPPER = env.str("AUTHSERVER_SECRET_PEPPER", default=_derived_key("secret-pepper"))
+# Salt for pairwise subject identifiers (OIDC Core §8.1).
+AUTHSERVER_PAIRWISE_SALT = env.str("AUTHSERVER_PAIRWISE_SALT", default=_derived_key("pairwise"))
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "rest_framework",
+    "oauth2_provider",
+    "onboarding",
+    "clients",
+    "authserver",
+]
+
+MIDDLEWARE = [
+    "authserver.middleware.RequestContextMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "authserver.urls"
+WSGI_APPLICATION = "authserver.wsgi.application"
+AUTH_USER_MODEL = "onboarding.User"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'authserver.sqlite3'}")}
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web process and the Celery worker use the file at the same time.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env.str("AUTHSERVER_CACHE_PREFIX", default="authserver"),
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+PASSWORD_HASHERS = env.list(
+    "PASSWORD_HASHERS",
+    default=[
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+        "django.contrib.auth.hashers.ScryptPasswordHasher",
+    ],
+)
+
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = "Europe/Amsterdam"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="authserver@localhost")
+
+# Transport hardening (ADR /core/transport, NCSC). TLS terminates at the proxy; Django trusts
+# X-Forwarded-Proto only when a proxy is configured in front of it.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=IS_PRODUCTION)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=IS_PRODUCTION)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if IS_PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+if env.bool("AUTHSERVER_BEHIND_TLS_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SILENCED_SYSTEM_CHECKS = env.list(
+    "SILENCED_SYSTEM_CHECKS",
+    # security.W008: SECURE_SSL_REDIRECT; TLS is terminated and redirected by nginx (deploy/).
+    default=["security.W008"],
+)
+
+# Token lifetimes in seconds (STANDARDS.md, OAUTH-NL §3.x "S" recommendations).
+AUTHSERVER_ACCESS_TOKEN_LIFETIME = env.int("AUTHSERVER_ACCESS_TOKEN_LIFETIME", default=3600)
+AUTHSERVER_PUBLIC_CLIENT_ACCESS_TOKEN_LIFETIME = env.int("AUTHSERVER_PUBLIC_CLIENT_ACCESS_TOKEN_LIFETIME", default=900)
+AUTHSERVER_CLIENT_CREDENTIALS_TOKEN_LIFETIME = env.int("AUTHSERVER_CLIENT_CREDENTIALS_TOKEN_LIFETIME", default=6 * 3600)
+AUTHSERVER_REFRESH_TOKEN_IDLE_LIFETIME = env.int("AUTHSERVER_REFRESH_TOKEN_IDLE_LIFETIME", default=6 * 3600)
+AUTHSERVER_REFRESH_TOKEN_ABSOLUTE_LIFETIME = env.int("AUTHSERVER_REFRESH_TOKEN_ABSOLUTE_LIFETIME", default=24 * 3600)
+AUTHSERVER_ID_TOKEN_LIFETIME = env.int("AUTHSERVER_ID_TOKEN_LIFETIME", default=300)
+AUTHSERVER_AUTHORIZATION_CODE_LIFETIME = env.int("AUTHSERVER_AUTHORIZATION_CODE_LIFETIME", default=60)
+
+# Signing keys: which algorithms we keep keys for, which one signs access tokens, how often
+# keys rotate and how long a retired key stays published (longer than any token it signed).
+AUTHSERVER_SIGNING_ALGORITHMS = env.list("AUTHSERVER_SIGNING_ALGORITHMS", default=["RS256", "PS256", "ES256"])
+AUTHSERVER_ACCESS_TOKEN_SIGNING_ALG = env.str("AUTHSERVER_ACCESS_TOKEN_SIGNING_ALG", default="RS256")
+AUTHSERVER_ID_TOKEN_SIGNING_ALG = env.str("AUTHSERVER_ID_TOKEN_SIGNING_ALG", default="RS256")
+AUTHSERVER_SIGNING_KEY_ROTATION_DAYS = env.int("AUTHSERVER_SIGNING_KEY_ROTATION_DAYS", default=90)
+# A next key is published this long before it signs anything: the JWKS cache lifetime.
+AUTHSERVER_SIGNING_KEY_PREPUBLISH_SECONDS = env.int("AUTHSERVER_SIGNING_KEY_PREPUBLISH_SECONDS", default=7 * 24 * 3600)
+AUTHSERVER_SIGNING_KEY_RETENTION_SECONDS = env.int("AUTHSERVER_SIGNING_KEY_RETENTION_SECONDS", default=7 * 24 * 3600)
+AUTHSERVER_JWKS_MAX_AGE = env.int("AUTHSERVER_JWKS_MAX_AGE", default=3600)
+AUTHSERVER_DISCOVERY_MAX_AGE = env.int("AUTHSERVER_DISCOVERY_MAX_AGE", default=3600)
+
+# Client authentication. KP-AC: clients should not use secrets, so a deployment opts in.
+AUTHSERVER_CLIENT_SECRETS_ENABLED = env.bool("AUTHSERVER_CLIENT_SECRETS_ENABLED", default=not IS_PRODUCTION)
+AUTHSERVER_CLIENT_SECRET_LIFETIME_DAYS = env.int("AUTHSERVER_CLIENT_SECRET_LIFETIME_DAYS", default=365)
+# Maximum lifetime of a private_key_jwt assertion (RFC 7523 §3: exp, with a short window).
+AUTHSERVER_CLIENT_ASSERTION_MAX_LIFETIME = env.int("AUTHSERVER_CLIENT_ASSERTION_MAX_LIFETIME", default=300)
+AUTHSERVER_CLOCK_SKEW_SECONDS = env.int("AUTHSERVER_CLOCK_SKEW_SECONDS", default=30)
+
+OAUTH2_PROVIDER_APPLICATION_MODEL = "clients.Client"
+OAUTH2_PROVIDER = {
+    "OIDC_ENABLED": True,
+    "OIDC_ISS_ENDPOINT": AUTHSERVER_ISSUER,
+    "OIDC_RP_INITIATED_LOGOUT_ENABLED": True,
+    "OIDC_RP_INITIATED_LOGOUT_ALWAYS_PROMPT": True,
+    "OIDC_RP_INITIATED_LOGOUT_STRICT_REDIRECT_URIS": True,
+    "OIDC_RP_INITIATED_LOGOUT_ACCEPT_EXPIRED_TOKENS": False,
+    "OAUTH2_SERVER_CLASS": "authserver.oauth.server.Server",
+    "OIDC_SERVER_CLASS": "authserver.oauth.server.Server",
+    "OAUTH2_VALIDATOR_CLASS": "authserver.oauth.validator.Validator",
+    "SCOPES_BACKEND_CLASS": "authserver.oauth.scopes.ClientScopes",
+    "APPLICATION_ADMIN_CLASS": "clients.admin.ClientAdmin",
+    "SCOPES": {
+        "openid": "Sign you in and share your identifier",
+        "profile": "Share your name",
+        "email": "Share your email address",
+    },
+    "DEFAULT_SCOPES": [],
+    "ACCESS_TOKEN_EXPIRE_SECONDS": AUTHSERVER_ACCESS_TOKEN_LIFETIME,
+    "ID_TOKEN_EXPIRE_SECONDS": AUTHSERVER_ID_TOKEN_LIFETIME,
+    "AUTHORIZATION_CODE_EXPIRE_SECONDS": AUTHSERVER_AUTHORIZATION_CODE_LIFETIME,
+    # DOT counts refresh expiry from the paired access token's expiry; the idle limit is
+    # measured from issue, so subtract the access token lifetime.
+    "REFRESH_TOKEN_EXPIRE_SECONDS": max(AUTHSERVER_REFRESH_TOKEN_IDLE_LIFETIME - AUTHSERVER_ACCESS_TOKEN_LIFETIME, 0),
+    "ROTATE_REFRESH_TOKEN": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "REFRESH_TOKEN_GRACE_PERIOD_SECONDS": 0,
+    "PKCE_REQUIRED": True,
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https"],
+    "ALLOW_URI_WILDCARDS": False,
+    "REQUEST_APPROVAL_PROMPT": "force",
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": True,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
+    "ACCESS_TOKEN_GENERATOR": "authserver.oauth.tokens.generate_access_token",
+    "REFRESH_TOKEN_GENERATOR": "oauthlib.oauth2.rfc6749.tokens.random_token_generator",
+    "EXTRA_SERVER_KWARGS": {},
+    "CLEAR_EXPIRED_TOKENS_BATCH_SIZE": 1000,
+    "CLEAR_EXPIRED_TOKENS_BATCH_INTERVAL": 0,
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+}
+
+# Celery. Without REDIS_URL, kombu's filesystem transport needs no broker server; beat
+# still runs the periodic jobs. With REDIS_URL, Redis is the broker.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _queue_dir = DATA_DIR / "celery" / "queue"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_queue_dir),
+        "data_folder_out": str(_queue_dir),
+        "processed_folder": str(DATA_DIR / "celery" / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celery" / "beat-schedule")
+CELERY_BEAT_SCHEDULE = {
+    "clear-expired-tokens": {
+        "task": "authserver.tasks.clear_expired_tokens_task",
+        "schedule": crontab(minute="*/15"),
+    },
+    "rotate-signing-keys": {
+        "task": "authserver.tasks.rotate_signing_keys_task",
+        "schedule": crontab(minute=7),
+    },
+}
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {
+        "request_context": {"()": "authserver.logging.RequestContextFilter"},
+        "redact": {"()": "authserver.logging.RedactSecretsFilter"},
+    },
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["request_context", "redact"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "oauthlib": {"level": env.str("OAUTHLIB_LOG_LEVEL", default="INFO")},
+    },
+}

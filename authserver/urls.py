@@ -1,0 +1,31 @@
+"""URL map (DESIGN.md, URLs). OAuth views live under the ``oauth2_provider`` namespace so
+django-oauth-toolkit's own reverse() calls resolve."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from .oauth import views as oauth
+from .views import healthz, home, readyz
+
+oauth_patterns = [
+    path("authorize", oauth.AuthorizationView.as_view(), name="authorize"),
+    path("token", oauth.TokenView.as_view(), name="token"),
+    path("introspect", oauth.IntrospectView.as_view(), name="introspect"),
+    path("revoke", oauth.RevokeView.as_view(), name="revoke-token"),
+    path("userinfo", oauth.UserInfoView.as_view(), name="user-info"),
+    path("logout", oauth.LogoutView.as_view(), name="rp-initiated-logout"),
+    path("jwks", oauth.jwks, name="jwks-info"),
+]
+
+urlpatterns = [
+    path("", home, name="home"),
+    path(".well-known/openid-configuration", oauth.discovery, name="openid-configuration"),
+    path(".well-known/oauth-authorization-server", oauth.discovery, name="oauth-authorization-server"),
+    path("oauth/", include((oauth_patterns, "oauth2_provider"))),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+]

@@ -1,0 +1,206 @@
+"""Layer 2: OAuth clients and their credentials.
+
+``Client`` is django-oauth-toolkit's swapped Application model (docs/decisions/0001).
+Secrets do not live on the client: every credential is a ``ClientCredential`` row, so a
+client can hold several at once while it rotates (docs/decisions/0004).
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+from oauth2_provider.models import AbstractApplication
+
+from onboarding.models import Organisation
+
+
+class Client(AbstractApplication):
+    """An OAuth 2.0 client: one grant type, one organisation, credentials of its own."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+        REVOKED = "revoked", "Revoked"
+
+    TRANSITIONS: dict[str, set[str]] = {
+        Status.ACTIVE: {Status.SUSPENDED, Status.REVOKED},
+        Status.SUSPENDED: {Status.ACTIVE, Status.REVOKED},
+        Status.REVOKED: set(),
+    }
+
+    class RegistrationMode(models.TextChoices):
+        MANUAL = "manual", "Registered by an administrator"
+        OPEN = "open", "Registered dynamically (open)"
+        WHITELIST = "whitelist", "Pre-approved registration"
+        EXPLICIT = "explicit", "Reviewed by an administrator"
+
+    class Environment(models.TextChoices):
+        DEVELOPMENT = "development", "Development"
+        TEST = "test", "Test"
+        PRODUCTION = "production", "Production"
+
+    class AuthMethod(models.TextChoices):
+        # RFC 7591 §2 token_endpoint_auth_method values.
+        PRIVATE_KEY_JWT = "private_key_jwt", "private_key_jwt (RFC 7523)"
+        CLIENT_SECRET_BASIC = "client_secret_basic", "client_secret_basic"
+        CLIENT_SECRET_POST = "client_secret_post", "client_secret_post"
+        NONE = "none", "none (public client)"
+
+    class SubjectType(models.TextChoices):
+        PUBLIC = "public", "Public"
+        PAIRWISE = "pairwise", "Pairwise"
+
+    # OAUTH-NL: only these two grants exist here; one per client.
+    SUPPORTED_GRANT_TYPES = (
+        AbstractApplication.GRANT_AUTHORIZATION_CODE,
+        AbstractApplication.GRANT_CLIENT_CREDENTIALS,
+    )
+    SIGNING_ALGORITHMS = (("", "Server default"), ("RS256", "RS256"), ("PS256", "PS256"), ("ES256", "ES256"))
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="clients")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    registration_mode = models.CharField(
+        max_length=16, choices=RegistrationMode.choices, default=RegistrationMode.MANUAL
+    )
+    environment = models.CharField(max_length=16, choices=Environment.choices, default=Environment.PRODUCTION)
+    token_endpoint_auth_method = models.CharField(
+        max_length=32, choices=AuthMethod.choices, default=AuthMethod.PRIVATE_KEY_JWT
+    )
+    scope = models.TextField(blank=True, default="", help_text="Scopes granted to this client, space separated")
+    is_resource_server = models.BooleanField(
+        default=False, help_text="May call the introspection endpoint (OAUTH-NL: its own credentials)"
+    )
+    subject_type = models.CharField(max_length=16, choices=SubjectType.choices, default=SubjectType.PUBLIC)
+    software_statement_issuer = models.CharField(max_length=255, blank=True, default="")
+    # Overrides DOT's field: secrets live in ClientCredential, hashed; this column stays empty.
+    client_secret = models.CharField(max_length=255, blank=True, default="", editable=False)
+    hash_client_secret = models.BooleanField(default=True, editable=False)
+    # Overrides DOT's field: the ID token algorithm (OIDC id_token_signed_response_alg).
+    algorithm = models.CharField(max_length=5, choices=SIGNING_ALGORITHMS, default="", blank=True)
+
+    class Meta(AbstractApplication.Meta):
+        swappable = "OAUTH2_PROVIDER_APPLICATION_MODEL"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(authorization_grant_type__in=["authorization-code", "client-credentials"]),
+                name="client_supported_grant_type",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(authorization_grant_type="client-credentials", client_type="public"),
+                name="client_credentials_confidential",
+            ),
+        ]
+
+    @property
+    def scopes(self) -> list[str]:
+        return self.scope.split()
+
+    @property
+    def is_public(self) -> bool:
+        return self.client_type == self.CLIENT_PUBLIC
+
+    @property
+    def uses_client_secret(self) -> bool:
+        return self.token_endpoint_auth_method in (
+            self.AuthMethod.CLIENT_SECRET_BASIC,
+            self.AuthMethod.CLIENT_SECRET_POST,
+        )
+
+    def is_usable(self, request) -> bool:
+        """A client works only while it and its organisation are active."""
+        return self.status == self.Status.ACTIVE and self.organisation.is_active
+
+    def transition_to(self, status: str) -> None:
+        from authserver.errors import InvalidTransition
+
+        if status not in self.TRANSITIONS[self.status]:
+            raise InvalidTransition(f"client cannot go from {self.status} to {status}")
+        self.status = status
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        if self.authorization_grant_type not in self.SUPPORTED_GRANT_TYPES:
+            errors["authorization_grant_type"] = [
+                "Only authorization-code and client-credentials are supported (OAUTH-NL, RFC 9700)."
+            ]
+        if self.authorization_grant_type == self.GRANT_CLIENT_CREDENTIALS and self.is_public:
+            errors["client_type"] = ["A client-credentials client must be confidential."]
+        if self.is_public != (self.token_endpoint_auth_method == self.AuthMethod.NONE):
+            errors["token_endpoint_auth_method"] = [
+                "Public clients authenticate with 'none'; confidential clients may not."
+            ]
+        for uri in self.redirect_uris.split():
+            if "#" in uri:
+                errors.setdefault("redirect_uris", []).append(f"{uri}: a fragment is not allowed.")
+        try:
+            super().clean()
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                errors.setdefault(field, []).extend(messages)
+        if errors:
+            raise ValidationError(errors)
+
+
+class ClientCredential(models.Model):
+    """One way a client proves who it is: a hashed secret or a public key.
+
+    Several credentials of a client may be usable at once; that overlap is what makes
+    rotation possible without downtime.
+    """
+
+    class Kind(models.TextChoices):
+        SECRET = "secret", "Client secret"
+        PUBLIC_KEY = "public_key", "Public key (JWK)"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        EXPIRING = "expiring", "Expiring (rotation overlap)"
+        EXPIRED = "expired", "Expired"
+        REVOKED = "revoked", "Revoked"
+
+    TRANSITIONS: dict[str, set[str]] = {
+        Status.ACTIVE: {Status.EXPIRING, Status.EXPIRED, Status.REVOKED},
+        Status.EXPIRING: {Status.EXPIRED, Status.REVOKED},
+        Status.EXPIRED: {Status.REVOKED},
+        Status.REVOKED: set(),
+    }
+    USABLE_STATUSES = (Status.ACTIVE, Status.EXPIRING)
+
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="credentials")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    # Keyed SHA-256 of the secret (docs/decisions/0003-client-secret-hash.md); never the secret.
+    secret_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
+    hint = models.CharField(max_length=8, blank=True, default="", help_text="Last characters, for people")
+    public_jwk = models.JSONField(null=True, blank=True, help_text="Public key only (RFC 7517)")
+    kid = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["client", "kind", "status"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=(models.Q(kind="secret") & ~models.Q(secret_hash=""))
+                | (models.Q(kind="public_key") & models.Q(public_jwk__isnull=False)),
+                name="credential_material_matches_kind",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} …{self.hint}" if self.hint else self.get_kind_display()
+
+    def is_usable(self, now=None) -> bool:
+        now = now or timezone.now()
+        return self.status in self.USABLE_STATUSES and (self.expires_at is None or self.expires_at > now)
+
+    def transition_to(self, status: str) -> None:
+        from authserver.errors import InvalidTransition
+
+        if status not in self.TRANSITIONS[self.status]:
+            raise InvalidTransition(f"credential cannot go from {self.status} to {status}")
+        self.status = status

@@ -1,0 +1,204 @@
+"""Client registration services (STYLE.md §1): create clients, issue and revoke credentials."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from oauth2_provider.models import get_access_token_model, get_refresh_token_model, revoke_access_token
+
+from authserver.audit import audit_record
+from authserver.errors import DomainError
+from authserver.oauth.client_auth import generate_client_secret, hash_client_secret
+from onboarding.models import Organisation
+
+from .keys import validate_public_jwk
+from .models import Client, ClientCredential
+
+GRANT_TYPES = {
+    "authorization_code": Client.GRANT_AUTHORIZATION_CODE,
+    "client_credentials": Client.GRANT_CLIENT_CREDENTIALS,
+}
+
+
+@dataclass(frozen=True)
+class IssuedSecret:
+    """A secret as issued: the clear value exists only here, once."""
+
+    credential: ClientCredential
+    secret: str
+
+
+def _validation_message(exc: ValidationError) -> str:
+    if hasattr(exc, "message_dict"):
+        return "; ".join(f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items())
+    return " ".join(exc.messages)
+
+
+@transaction.atomic
+def client_create(
+    *,
+    organisation: Organisation,
+    name: str,
+    grant_type: str,
+    scopes: list[str] | None = None,
+    redirect_uris: list[str] | None = None,
+    post_logout_redirect_uris: list[str] | None = None,
+    auth_method: str | None = None,
+    client_id: str | None = None,
+    registration_mode: str = Client.RegistrationMode.MANUAL,
+    environment: str = Client.Environment.PRODUCTION,
+    is_resource_server: bool = False,
+    subject_type: str = Client.SubjectType.PUBLIC,
+    actor: Any = None,
+) -> Client:
+    """Register a client with one grant type (OAUTH-NL §3.1.1). Defaults to private_key_jwt."""
+    if grant_type not in GRANT_TYPES:
+        raise DomainError(f"grant type must be one of {', '.join(GRANT_TYPES)} (one per client)")
+    auth_method = auth_method or Client.AuthMethod.PRIVATE_KEY_JWT
+    if auth_method not in Client.AuthMethod.values:
+        raise DomainError(f"auth method must be one of {', '.join(Client.AuthMethod.values)}")
+    if auth_method in (Client.AuthMethod.CLIENT_SECRET_BASIC, Client.AuthMethod.CLIENT_SECRET_POST) and (
+        not settings.AUTHSERVER_CLIENT_SECRETS_ENABLED
+    ):
+        raise DomainError("this deployment does not allow client secrets (AUTHSERVER_CLIENT_SECRETS_ENABLED)")
+    if client_id is not None and Client.objects.filter(client_id=client_id).exists():
+        raise DomainError(f"client id {client_id!r} is taken")
+    client = Client(
+        organisation=organisation,
+        name=name,
+        authorization_grant_type=GRANT_TYPES[grant_type],
+        client_type=Client.CLIENT_PUBLIC if auth_method == Client.AuthMethod.NONE else Client.CLIENT_CONFIDENTIAL,
+        token_endpoint_auth_method=auth_method,
+        scope=" ".join(dict.fromkeys(scopes or [])),
+        redirect_uris=" ".join(redirect_uris or []),
+        post_logout_redirect_uris=" ".join(post_logout_redirect_uris or []),
+        registration_mode=registration_mode,
+        environment=environment,
+        is_resource_server=is_resource_server,
+        subject_type=subject_type,
+    )
+    if client_id is not None:
+        client.client_id = client_id
+    try:
+        client.full_clean(exclude=["user"])
+    except ValidationError as exc:
+        raise DomainError(_validation_message(exc)) from exc
+    client.save()
+    audit_record(
+        "client.created",
+        actor=actor,
+        target=client,
+        organisation=organisation,
+        data={"grant_type": grant_type, "auth_method": auth_method, "scopes": client.scopes},
+    )
+    return client
+
+
+@transaction.atomic
+def client_credential_issue_secret(
+    *, client: Client, secret: str | None = None, expires_at: datetime | None = None, actor: Any = None
+) -> IssuedSecret:
+    """Issue a client secret; only its keyed hash is stored, the clear value is returned once."""
+    if not client.uses_client_secret:
+        raise DomainError(
+            f"client {client.client_id} authenticates with {client.token_endpoint_auth_method}, not a secret"
+        )
+    if secret is not None and len(secret) < 32:
+        raise DomainError("a given client secret must be at least 32 characters (high entropy)")
+    secret = secret or generate_client_secret()
+    if expires_at is None:
+        expires_at = timezone.now() + timedelta(days=settings.AUTHSERVER_CLIENT_SECRET_LIFETIME_DAYS)
+    credential = ClientCredential.objects.create(
+        client=client,
+        kind=ClientCredential.Kind.SECRET,
+        secret_hash=hash_client_secret(secret),
+        hint=secret[-4:],
+        expires_at=expires_at,
+    )
+    audit_record(
+        "client.credential.issued",
+        actor=actor,
+        target=credential,
+        organisation=client.organisation,
+        data={"client_id": client.client_id, "kind": "secret"},
+    )
+    return IssuedSecret(credential=credential, secret=secret)
+
+
+@transaction.atomic
+def client_credential_add_public_key(
+    *, client: Client, jwk: dict[str, Any], expires_at: datetime | None = None, actor: Any = None
+) -> ClientCredential:
+    """Register a public key for private_key_jwt (RFC 7523); private members are refused."""
+    if client.token_endpoint_auth_method != Client.AuthMethod.PRIVATE_KEY_JWT:
+        raise DomainError(f"client {client.client_id} does not authenticate with private_key_jwt")
+    public = validate_public_jwk(jwk)
+    if ClientCredential.objects.filter(
+        client=client,
+        kind=ClientCredential.Kind.PUBLIC_KEY,
+        kid=public["kid"],
+        status__in=ClientCredential.USABLE_STATUSES,
+    ).exists():
+        raise DomainError(f"the client has a usable key with kid {public['kid']!r} already")
+    credential = ClientCredential.objects.create(
+        client=client,
+        kind=ClientCredential.Kind.PUBLIC_KEY,
+        public_jwk=public,
+        kid=public["kid"],
+        hint=public["kid"][-8:],
+        expires_at=expires_at,
+    )
+    audit_record(
+        "client.credential.issued",
+        actor=actor,
+        target=credential,
+        organisation=client.organisation,
+        data={"client_id": client.client_id, "kind": "public_key", "kid": public["kid"]},
+    )
+    return credential
+
+
+@transaction.atomic
+def client_credential_revoke(*, credential_id: int, actor: Any = None) -> ClientCredential:
+    """Revoke one credential at once; it stops working on the next request."""
+    credential = (
+        ClientCredential.objects.select_for_update().select_related("client__organisation").get(pk=credential_id)
+    )
+    credential.transition_to(ClientCredential.Status.REVOKED)
+    credential.revoked_at = timezone.now()
+    credential.save(update_fields=["status", "revoked_at"])
+    audit_record(
+        "client.credential.revoked",
+        actor=actor,
+        target=credential,
+        organisation=credential.client.organisation,
+        data={"client_id": credential.client.client_id, "kind": credential.kind},
+    )
+    return credential
+
+
+@transaction.atomic
+def client_revoke(*, client_id: int, actor: Any = None) -> Client:
+    """Revoke a client: its credentials and every token it holds stop working at once."""
+    client = Client.objects.select_for_update().select_related("organisation").get(pk=client_id)
+    client.transition_to(Client.Status.REVOKED)
+    client.save(update_fields=["status", "updated"])
+    now = timezone.now()
+    client.credentials.filter(status__in=(*ClientCredential.USABLE_STATUSES, ClientCredential.Status.EXPIRED)).update(
+        status=ClientCredential.Status.REVOKED, revoked_at=now
+    )
+    for token in get_access_token_model().objects.filter(application=client):
+        revoke_access_token(token)
+    get_refresh_token_model().objects.filter(application=client, revoked__isnull=True).update(revoked=now)
+    audit_record("client.revoked", actor=actor, target=client, organisation=client.organisation)
+    return client
+
+
+def expires_in_days(days: int | None) -> datetime | None:
+    return timezone.now() + timedelta(days=days) if days else None
