@@ -8,7 +8,7 @@ HOST=${AUTHSERVER_RUN_HOST:-127.0.0.1}
 PORT=${AUTHSERVER_RUN_PORT:-8000}
 export AUTHSERVER_ISSUER=${AUTHSERVER_ISSUER:-http://localhost:$PORT}
 
-mkdir -p var/celery/queue var/celery/processed
+mkdir -p var/celery/queue var/celery/processed var/celery/control
 $PY manage.py migrate --no-input -v 0
 $PY manage.py bootstrap
 

@@ -8,6 +8,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     initial = True
+    # The swapped Application model must exist before django-oauth-toolkit's tables refer to it.
+    run_before = [("oauth2_provider", "0001_initial")]
 
     dependencies = [
     ]
