@@ -59,14 +59,21 @@ class AuditEvent(models.Model):
 def _sanitise(data: dict[str, Any] | None) -> dict[str, Any]:
     clean: dict[str, Any] = {}
     for key, value in (data or {}).items():
-        if any(marker in key.lower() for marker in _SECRET_MARKERS):
+        if any(marker in str(key).lower() for marker in _SECRET_MARKERS):
             continue
-        if isinstance(value, dict):
-            value = _sanitise(value)
-        elif not isinstance(value, str | int | float | bool | list | type(None)):
-            value = str(value)
-        clean[key] = value
+        clean[str(key)] = _sanitise_value(value)
     return clean
+
+
+def _sanitise_value(value: Any) -> Any:
+    # Lists are walked too: a list of dicts must not carry a secret past _sanitise.
+    if isinstance(value, dict):
+        return _sanitise(value)
+    if isinstance(value, list | tuple):
+        return [_sanitise_value(item) for item in value]
+    if isinstance(value, str | int | float | bool | type(None)):
+        return value
+    return str(value)
 
 
 def audit_record(

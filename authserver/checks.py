@@ -30,12 +30,15 @@ def production_problems() -> list[checks.CheckMessage]:
         problems.append(
             checks.Error("SECRET_KEY must be set to a long random value in production.", id="authserver.E003")
         )
+    # Django's settings object holds only upper-case names, so the derivation comes from the module.
+    from authserver.settings import _derived_key
+
     for name, value, purpose in (
-        ("AUTHSERVER_KEY_ENCRYPTION_KEYS", settings.AUTHSERVER_KEY_ENCRYPTION_KEYS[0], "key-encryption"),
+        ("AUTHSERVER_KEY_ENCRYPTION_KEYS", next(iter(settings.AUTHSERVER_KEY_ENCRYPTION_KEYS), ""), "key-encryption"),
         ("AUTHSERVER_SECRET_PEPPER", settings.AUTHSERVER_SECRET_PEPPER, "secret-pepper"),
         ("AUTHSERVER_PAIRWISE_SALT", settings.AUTHSERVER_PAIRWISE_SALT, "pairwise"),
     ):
-        if value == settings._derived_key(purpose):
+        if not value or value == _derived_key(purpose):  # an empty value is no key at all
             problems.append(
                 checks.Error(f"{name} must be set explicitly in production, not derived.", id="authserver.E004")
             )

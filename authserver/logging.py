@@ -15,6 +15,13 @@ _PATTERNS = [
         r"(?i)((?:client_secret|client_assertion|refresh_token|access_token|code_verifier|code|token|password)"
         r"[\"']?\s*[=:]\s*[\"']?)[^&\s\"',}]+"
     ),
+    # Prose that names the credential before its value, as oauthlib's refresh grant logs at
+    # DEBUG: "Validating refresh token <token> for client", "Invalid refresh token, <token>,".
+    # Only token-like words (16+ characters) go, so "refresh token request" stays readable.
+    re.compile(
+        r"(?i)(\b(?:refresh|access|bearer|id)[ _]token,?\s+|\bauthorization[ _]code,?\s+|\bcode[ _]verifier,?\s+"
+        r"|\bclient[ _](?:secret|assertion),?\s+)[A-Za-z0-9._~+/=-]{16,}"
+    ),
 ]
 
 

@@ -169,7 +169,9 @@ def tokens_clear_expired(*, batch_size: int = 1000, max_batches: int = 50, now: 
         # An expired access token still anchors its refresh token for the idle window.
         (get_access_token_model(), Q(expires__lt=now - idle)),
         (get_refresh_token_model(), Q(access_token__isnull=True, revoked__isnull=True, created__lt=now - absolute)),
-        (get_id_token_model(), Q(expires__lt=now)),
+        # The access token row cascades from its ID token, and ID tokens expire long before
+        # access tokens do: delete an ID token only once its access token is gone.
+        (get_id_token_model(), Q(expires__lt=now, access_token__isnull=True)),
     ]
     deleted = 0
     for model, condition in targets:

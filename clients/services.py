@@ -109,6 +109,9 @@ def client_credential_issue_secret(
         raise DomainError(
             f"client {client.client_id} authenticates with {client.token_endpoint_auth_method}, not a secret"
         )
+    if not settings.AUTHSERVER_CLIENT_SECRETS_ENABLED:
+        # The token endpoint refuses secrets then (validator), so a new one could never work.
+        raise DomainError("this deployment does not allow client secrets (AUTHSERVER_CLIENT_SECRETS_ENABLED)")
     if secret is not None and len(secret) < 32:
         raise DomainError("a given client secret must be at least 32 characters (high entropy)")
     secret = secret or generate_client_secret()

@@ -79,8 +79,14 @@ class ClientKey:
 
     def assertion(self, client_id: str, audience: str, **overrides: Any) -> str:
         now = int(time.time())
-        claims = {"iss": client_id, "sub": client_id, "aud": audience, "iat": now, "exp": now + 60,
-                  "jti": uuid.uuid4().hex}
+        claims = {
+            "iss": client_id,
+            "sub": client_id,
+            "aud": audience,
+            "iat": now,
+            "exp": now + 60,
+            "jti": uuid.uuid4().hex,
+        }
         claims.update(overrides)
         claims = {k: v for k, v in claims.items() if v is not None}
         return jwt.encode(claims, self.private_key, algorithm=self.alg, headers={"kid": self.kid})
@@ -114,8 +120,14 @@ class RegisteredClient:
 def register_client(
     organisation, *, grant_type: str, auth_method: str, scopes: list[str], key: ClientKey | None = None, **kwargs: Any
 ) -> RegisteredClient:
-    client = client_create(organisation=organisation, name=f"{grant_type} {auth_method}", grant_type=grant_type,
-                           scopes=scopes, auth_method=auth_method, **kwargs)
+    client = client_create(
+        organisation=organisation,
+        name=f"{grant_type} {auth_method}",
+        grant_type=grant_type,
+        scopes=scopes,
+        auth_method=auth_method,
+        **kwargs,
+    )
     registered = RegisteredClient(client=client)
     if client.uses_client_secret:
         registered.secret = client_credential_issue_secret(client=client).secret
@@ -127,33 +139,49 @@ def register_client(
 
 @pytest.fixture
 def cc_basic(organisation) -> RegisteredClient:
-    return register_client(organisation, grant_type="client_credentials", auth_method="client_secret_basic",
-                           scopes=["orders:read", "orders:write"])
+    return register_client(
+        organisation,
+        grant_type="client_credentials",
+        auth_method="client_secret_basic",
+        scopes=["orders:read", "orders:write"],
+    )
 
 
 @pytest.fixture
 def cc_post(organisation) -> RegisteredClient:
-    return register_client(organisation, grant_type="client_credentials", auth_method="client_secret_post",
-                           scopes=["orders:read"])
+    return register_client(
+        organisation, grant_type="client_credentials", auth_method="client_secret_post", scopes=["orders:read"]
+    )
 
 
 @pytest.fixture
 def cc_jwt(organisation) -> RegisteredClient:
-    return register_client(organisation, grant_type="client_credentials", auth_method="private_key_jwt",
-                           scopes=["orders:read"])
+    return register_client(
+        organisation, grant_type="client_credentials", auth_method="private_key_jwt", scopes=["orders:read"]
+    )
 
 
 @pytest.fixture
 def web_client(organisation) -> RegisteredClient:
-    return register_client(organisation, grant_type="authorization_code", auth_method="client_secret_basic",
-                           scopes=["openid", "profile", "email", "orders:read"], redirect_uris=[REDIRECT_URI],
-                           post_logout_redirect_uris=["https://rp.example.org/signed-out"])
+    return register_client(
+        organisation,
+        grant_type="authorization_code",
+        auth_method="client_secret_basic",
+        scopes=["openid", "profile", "email", "orders:read"],
+        redirect_uris=[REDIRECT_URI],
+        post_logout_redirect_uris=["https://rp.example.org/signed-out"],
+    )
 
 
 @pytest.fixture
 def resource_server(organisation) -> RegisteredClient:
-    return register_client(organisation, grant_type="client_credentials", auth_method="client_secret_basic",
-                           scopes=[], is_resource_server=True)
+    return register_client(
+        organisation,
+        grant_type="client_credentials",
+        auth_method="client_secret_basic",
+        scopes=[],
+        is_resource_server=True,
+    )
 
 
 @pytest.fixture

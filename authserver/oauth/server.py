@@ -38,6 +38,20 @@ class StrictAuthorizationCodeGrant(OAuth2AuthorizationCodeGrant):
     _code_challenge_methods = {"S256": code_challenge_method_s256}
 
 
+class StrictOIDCAuthorizationCodeGrant(OIDCAuthorizationCodeGrant):
+    """OpenID Connect over the strict grant.
+
+    oauthlib's ``__init__`` registers the OIDC request validator (nonce, prompt, max_age) and
+    the ID token modifier on the proxy target it creates. Replacing that target afterwards
+    drops both: no nonce reaches the grant and the token response has no ``id_token``
+    (OIDC Core §3.1.3.3). So the target oauthlib built is kept and made strict instead.
+    """
+
+    def __init__(self, request_validator: Any = None, **kwargs: Any) -> None:
+        super().__init__(request_validator, **kwargs)
+        self.proxy_target._code_challenge_methods = StrictAuthorizationCodeGrant._code_challenge_methods
+
+
 def require_state_and_challenge(request: Any) -> dict[str, Any]:
     """OAUTH-NL: state is required; the S256 challenge must be well formed (RFC 7636 §4.2)."""
     if not request.state:
@@ -82,8 +96,7 @@ class Server(
     ) -> None:
         validators = {"pre_auth": [require_state_and_challenge], "pre_token": [require_well_formed_verifier]}
         self.auth_grant = StrictAuthorizationCodeGrant(request_validator, **validators)
-        self.openid_connect_auth = OIDCAuthorizationCodeGrant(request_validator)
-        self.openid_connect_auth.proxy_target = StrictAuthorizationCodeGrant(request_validator, **validators)
+        self.openid_connect_auth = StrictOIDCAuthorizationCodeGrant(request_validator, **validators)
         self.credentials_grant = ClientCredentialsGrant(request_validator)
         self.refresh_grant = RefreshTokenGrant(request_validator)
         self.bearer = BearerToken(request_validator, token_generator, access_token_lifetime, refresh_token_generator)

@@ -54,6 +54,7 @@ def generate_access_token(request: Any, refresh_token: bool = False) -> str:
     resources = getattr(request, "resource", None) or []
     if resources:
         claims["aud"] = resources[0] if len(resources) == 1 else list(resources)
+    request.access_token_exp = claims["exp"]  # stored as the token's expiry, to the second
     return sign_jwt(claims, alg=settings.AUTHSERVER_ACCESS_TOKEN_SIGNING_ALG, typ="at+jwt")
 
 

@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -73,7 +73,7 @@ class Validator(OAuth2Validator):
         return client
 
     def _presented_methods(self, request: Any) -> list[str]:
-        methods = []
+        methods: list[str] = []
         if self._extract_basic_auth(request):
             methods.append(Client.AuthMethod.CLIENT_SECRET_BASIC)
         if getattr(request, "client_secret", None):
@@ -183,10 +183,10 @@ class Validator(OAuth2Validator):
         verify_assertion(
             assertion,
             peeked=peeked,
-            jwks=[credential.public_jwk for credential in credentials],
+            jwks=[credential.public_jwk for credential in credentials if credential.public_jwk],
             audiences=self._assertion_audiences(request),
         )
-        used = [c for c in credentials if peeked.kid is None or c.public_jwk.get("kid") == peeked.kid]
+        used = [c for c in credentials if peeked.kid is None or (c.public_jwk or {}).get("kid") == peeked.kid]
         for credential in used[:1]:
             self._touch(credential)
         return client
@@ -215,8 +215,21 @@ class Validator(OAuth2Validator):
     def validate_response_type(
         self, client_id: Any, response_type: str, client: Client, request: Any, *a: Any, **k: Any
     ) -> bool:
-        """RFC 9700 §2.1.2: only the code flow; no implicit or hybrid response types."""
-        return response_type == "code" and client.authorization_grant_type == Client.GRANT_AUTHORIZATION_CODE
+        """RFC 9700 §2.1.2: only the code flow; no implicit or hybrid response types.
+
+        RFC 6749 §4.1.2.1: a response type the server does not support at all is
+        ``unsupported_response_type``; a client of the other grant is ``unauthorized_client``.
+        """
+        if response_type != "code":
+            raise errors.UnsupportedResponseTypeError(
+                description="Only response_type=code is supported (no implicit or hybrid flows).", request=request
+            )
+        if client.authorization_grant_type != Client.GRANT_AUTHORIZATION_CODE:
+            raise errors.UnauthorizedClientError(
+                description="This client is registered for client_credentials, not the authorization code flow.",
+                request=request,
+            )
+        return True
 
     def validate_scopes(
         self, client_id: Any, scopes: list[str], client: Client, request: Any, *a: Any, **k: Any
@@ -311,6 +324,15 @@ class Validator(OAuth2Validator):
         return (grant.code_challenge_method or None) if grant else None
 
     def get_authorization_code_scopes(self, client_id: Any, code: Any, redirect_uri: Any, request: Any) -> list[str]:
+        """oauthlib's token dispatcher calls this *before* client authentication, only to pick
+        the OpenID Connect grant (which adds the id_token, OIDC Core §3.1.3.3). With no client
+        yet, read the scopes by code alone and cache nothing: validate_code still binds the
+        code to the authenticated client (RFC 6749 §4.1.3)."""
+        if request.client is None:
+            if not isinstance(code, str) or "\x00" in code:
+                return []
+            scope = Grant.objects.filter(code=code).values_list("scope", flat=True).first()
+            return scope.split() if scope else []
         grant = self._grant(code, request)
         return grant.scope.split() if grant else []
 
@@ -338,6 +360,11 @@ class Validator(OAuth2Validator):
     def _create_access_token(
         self, expires: Any, request: Any, token: dict[str, Any], source_refresh_token: Any = None
     ) -> Any:
+        # The stored expiry is the signed ``exp`` (DOT computes its own a moment later), so
+        # introspection (RFC 7662 §2.2) never calls a token active after its JWT expired.
+        signed_exp = getattr(request, "access_token_exp", None)
+        if signed_exp is not None:
+            expires = datetime.fromtimestamp(signed_exp, tz=UTC)
         access_token = super()._create_access_token(expires, request, token, source_refresh_token)
         if request.grant_type == "authorization_code" and isinstance(request.code, str):
             cache.set(_used_code_key(request.code), access_token.pk, timeout=USED_CODE_TTL)

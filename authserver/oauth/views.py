@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import json
 from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
@@ -22,6 +23,8 @@ from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider import views as dot_views
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 from oauth2_provider.oauth2_backends import OAuthLibCore
+from oauth2_provider.oauth2_backends import _add_iss_to_redirect as add_iss_to_redirect
+from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.common import Request as OAuthlibRequest
 from oauthlib.oauth2.rfc6749 import errors
@@ -55,6 +58,47 @@ def no_store(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     return wrapped
 
 
+# RFC 6749 §5.2: error_description helps the client developer; oauthlib leaves it empty for
+# these errors. Deliberately vague for invalid_grant: which check failed is not the caller's business.
+_ERROR_DESCRIPTIONS = {
+    "invalid_request": "The request is missing a required parameter, repeats one, or is otherwise malformed.",
+    "invalid_client": "Client authentication failed.",
+    "invalid_grant": (
+        "The authorization code, refresh token or code_verifier is invalid, expired, already used, "
+        "or was issued to another client or redirect_uri."
+    ),
+    "invalid_scope": "The requested scope is invalid or not granted to this client.",
+    "unsupported_token_type": "Only access tokens and refresh tokens can be revoked.",
+    "unauthorized_client": "This client may not use this grant or response type (OAUTH-NL §3.1.1).",
+    "unsupported_response_type": "Only response_type=code is supported (no implicit or hybrid flows).",
+    "access_denied": "The resource owner denied the request.",
+}
+
+
+def describe_error(body: Any, status: int, request: HttpRequest) -> Any:
+    """Give an OAuth JSON error without ``error_description`` one (RFC 6749 §5.2)."""
+    if status < 400 or not body:
+        return body
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(data, dict) or not isinstance(data.get("error"), str) or data.get("error_description"):
+        return body
+    grant_type = request.POST.get("grant_type", "")[:64]
+    if data["error"] == "unsupported_grant_type":
+        description = (
+            f"grant_type {grant_type!r} is not supported; use authorization_code, client_credentials "
+            "or refresh_token (OAUTH-NL, RFC 9700)."
+        )
+    elif data["error"] == "unauthorized_client":
+        description = f"This client may not use grant_type {grant_type!r}: one grant type per client (OAUTH-NL §3.1.1)."
+    else:
+        description = _ERROR_DESCRIPTIONS.get(data["error"], "The request was refused.")
+    data["error_description"] = description
+    return json.dumps(data)
+
+
 class ProtocolEndpointMixin:
     """Form-encoded POST only (RFC 6749 §3.2, RFC 7662 §2.1, RFC 7009 §2.1), JSON errors."""
 
@@ -83,7 +127,11 @@ class TokenView(ProtocolEndpointMixin, dot_views.TokenView):
         problem = self.bad_request_shape(request)
         if problem is not None:
             return problem
+        if not request.POST.get("grant_type"):
+            # RFC 6749 §4.1.3, §4.4.2, §6: grant_type is REQUIRED (oauthlib would assume one).
+            return oauth_error("invalid_request", "The grant_type parameter is required.")
         _url, headers, body, status = self.create_token_response(request)
+        body = describe_error(body, status, request)
         response = HttpResponse(content=body, status=status, content_type="application/json")
         for name, value in headers.items():
             response[name] = value
@@ -98,7 +146,10 @@ class RevokeView(ProtocolEndpointMixin, dot_views.RevokeTokenView):
         problem = self.bad_request_shape(request)
         if problem is not None:
             return problem
-        return super().post(request, *args, **kwargs)
+        response = super().post(request, *args, **kwargs)
+        if response.status_code >= 400:
+            response.content = describe_error(response.content.decode(), response.status_code, request)
+        return response
 
 
 def _oauthlib_request(request: HttpRequest) -> OAuthlibRequest:
@@ -282,8 +333,13 @@ def discovery(request: HttpRequest) -> HttpResponse:
     return _cacheable(JsonResponse(metadata()), settings.AUTHSERVER_DISCOVERY_MAX_AGE)
 
 
+@method_decorator(no_store, name="dispatch")
 class AuthorizationView(dot_views.AuthorizationView):
-    """RFC 6749 §4.1.1 with the consent screen OAUTH-NL §3.1.4 asks for."""
+    """RFC 6749 §4.1.1 with the consent screen OAUTH-NL §3.1.4 asks for.
+
+    The consent page (CSRF token, request parameters) and the redirect carrying the code are
+    never cached (RFC 6749 §10.12, RFC 9700 §4.2.4; ADR security headers).
+    """
 
     template_name = "oauth2_provider/authorize.html"
 
@@ -308,8 +364,16 @@ class AuthorizationView(dot_views.AuthorizationView):
         return context
 
     def error_response(self, error: Any, application: Any, **kwargs: Any) -> HttpResponse:
+        oauthlib_error = getattr(error, "oauthlib_error", None)
+        if oauthlib_error is not None and not oauthlib_error.description:
+            oauthlib_error.description = _ERROR_DESCRIPTIONS.get(oauthlib_error.error, "")
         response = super().error_response(error, application, **kwargs)
         response["Cache-Control"] = "no-store"
+        if response.has_header("Location") and oauth2_settings.COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS:
+            # RFC 9207 §2: iss in every authorization response, error responses included
+            # (DOT adds it to successful responses only).
+            issuer = oauth2_settings.oauth2_authorization_server_issuer(self.request)
+            response["Location"] = add_iss_to_redirect(response["Location"], issuer)
         return response
 
 

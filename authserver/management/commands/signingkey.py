@@ -39,10 +39,10 @@ class Command(BaseCommand):
                 key = services.signing_key_rotate(alg=options["alg"])
                 self._print([key])
             elif action == "retire":
-                key = SigningKey.objects.filter(kid=options["kid"]).first()
-                if key is None:
+                found = SigningKey.objects.filter(kid=options["kid"]).first()
+                if found is None:
                     raise CommandError(f"no signing key with kid {options['kid']!r}")
-                self._print([services.signing_key_retire(key_id=key.pk)])
+                self._print([services.signing_key_retire(key_id=found.pk)])
         except DomainError as exc:
             raise CommandError(str(exc)) from exc
 

@@ -6,6 +6,7 @@ stored only as a keyed hash.
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -19,13 +20,24 @@ from clients.services import client_create, client_credential_add_public_key, cl
 from onboarding.models import Organisation
 
 
+class _OneGrantType(argparse.Action):
+    """Refuse a repeated --grant-type: argparse would silently keep the last one."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option_string: Any = None) -> None:
+        if getattr(namespace, self.dest, None) is not None:
+            parser.error("a client has exactly one grant type (OAUTH-NL); give --grant-type once")
+        setattr(namespace, self.dest, values)
+
+
 class Command(BaseCommand):
     help = "Register an OAuth client with one grant type and print its credentials once, as JSON."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--organisation", required=True, help="Organisation id, OIN or KvK number")
         parser.add_argument("--name", required=True)
-        parser.add_argument("--grant-type", required=True, choices=["client_credentials", "authorization_code"])
+        parser.add_argument(
+            "--grant-type", required=True, choices=["client_credentials", "authorization_code"], action=_OneGrantType
+        )
         parser.add_argument("--scope", action="append", default=[], help="Repeat, or give space-separated scopes")
         parser.add_argument("--redirect-uri", action="append", default=[])
         parser.add_argument("--post-logout-redirect-uri", action="append", default=[])
@@ -95,7 +107,9 @@ class Command(BaseCommand):
                 if client.uses_client_secret:
                     issued = client_credential_issue_secret(client=client, secret=options["client_secret"])
                     result["client_secret"] = issued.secret
-                    result["client_secret_expires_at"] = int(issued.credential.expires_at.timestamp())
+                    expires_at = issued.credential.expires_at
+                    # RFC 7591 §3.2.1: 0 means the secret does not expire.
+                    result["client_secret_expires_at"] = int(expires_at.timestamp()) if expires_at else 0
                 for jwk in jwks:
                     credential = client_credential_add_public_key(client=client, jwk=jwk)
                     result.setdefault("key_ids", []).append(credential.kid)
