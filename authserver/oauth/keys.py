@@ -53,10 +53,14 @@ def decrypt_private_key(token: bytes) -> PrivateKey:
 
 
 def public_jwk_for(private_key: PrivateKey, alg: str) -> dict[str, Any]:
-    """The public JWK with kid (RFC 7638 thumbprint), kty, alg and use (OAUTH-NL: kid/kty/alg)."""
+    """The public JWK with kid, kty, alg and use (OAUTH-NL: kid/kty/alg).
+
+    The kid is the algorithm and the RFC 7638 thumbprint: unique, readable in logs, and it
+    never starts with "-" (a thumbprint can, which a command line would take for an option).
+    """
     jwk = JWK.from_pyca(private_key.public_key())
     public = jwk.export_public(as_dict=True)
-    public["kid"] = jwk.thumbprint()
+    public["kid"] = f"{alg.lower()}-{jwk.thumbprint()}"
     public["alg"] = alg
     public["use"] = "sig"
     return public

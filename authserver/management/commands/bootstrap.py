@@ -58,7 +58,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Demo client: {DEMO_CLIENT_ID} (secret shown at the first start)")
             return
         organisation = Organisation.objects.filter(name="Demo Organisation").first() or organisation_create(
-            name="Demo Organisation", status=Organisation.Status.ACTIVE
+            name="Demo Organisation", kvk_number="90000001", status=Organisation.Status.ACTIVE
         )
         client = client_create(
             organisation=organisation,
