@@ -51,6 +51,10 @@ OIDC_SCOPES = {"openid", "profile", "email"}
 USED_CODE_TTL = 24 * 3600
 
 
+def _code_acr_key(code: str) -> str:
+    return "authorization-code-acr:" + hashlib.sha256(code.encode()).hexdigest()
+
+
 def _used_code_key(code: str) -> str:
     return "used-authorization-code:" + hashlib.sha256(code.encode()).hexdigest()
 
@@ -295,7 +299,18 @@ class Validator(OAuth2Validator):
             request.nonce = grant.nonce
         if grant.claims:
             request.claims = json.loads(grant.claims)
+        request.acr = cache.get(_code_acr_key(code)) or oidc_claims.ACR_LOW
         return True
+
+    def save_authorization_code(
+        self, client_id: Any, code: dict[str, Any], request: Any, *args: Any, **kwargs: Any
+    ) -> None:
+        """Remember how strongly the user signed in when consenting: the ID token's acr
+        (OIDC-NL, eIDAS levels) describes that sign-in, not the user's state at the token call."""
+        super().save_authorization_code(client_id, code, request, *args, **kwargs)
+        acr = oidc_claims.acr_for(request.user)
+        timeout = settings.AUTHSERVER_AUTHORIZATION_CODE_LIFETIME + 60
+        cache.set(_code_acr_key(code["code"]), acr, timeout=timeout)
 
     def _revoke_tokens_of_reused_code(self, code: str) -> None:
         token_id = cache.get(_used_code_key(code))
@@ -434,7 +449,7 @@ class Validator(OAuth2Validator):
     def get_id_token_dictionary(self, token: Any, token_handler: Any, request: Any) -> tuple[dict[str, Any], Any]:
         claims, expires = super().get_id_token_dictionary(token, token_handler, request)
         # OIDC-NL: acr with eIDAS levels of assurance; no amr.
-        claims["acr"] = oidc_claims.acr_for(request.user)
+        claims["acr"] = getattr(request, "acr", None) or oidc_claims.ACR_LOW
         claims.pop("amr", None)
         return claims, expires
 
