@@ -1,9 +1,14 @@
-"""Logging filters: the request id on every line, and a last line of defence for secrets."""
+"""Logging filters: the request id on every line, and a last line of defence for secrets.
+
+JsonFormatter writes one JSON object a line (LOG_FORMAT=json, the production default).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from datetime import UTC, datetime
 
 from .context import current_request_context
 
@@ -50,3 +55,27 @@ class RedactSecretsFilter(logging.Filter):
         if redacted != message:
             record.msg, record.args = redacted, None
         return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message, request id, exception.
+
+    Only these fields: arbitrary ``extra`` attributes are left out, so nothing reaches the
+    log that RedactSecretsFilter has not seen. The message is the one that filter already
+    redacted; the exception text is redacted here, because the filter sees only the message.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", "-"),
+            "process": record.process,
+        }
+        if record.exc_info:
+            entry["exception"] = redact(self.formatException(record.exc_info))
+        if record.stack_info:
+            entry["stack"] = redact(self.formatStack(record.stack_info))
+        return json.dumps(entry, ensure_ascii=False, default=str)

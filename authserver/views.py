@@ -1,12 +1,22 @@
-"""Small pages of the runtime: home, liveness and readiness."""
+"""Small pages of the runtime: home, liveness, readiness and metrics."""
 
 from __future__ import annotations
+
+import hmac
+import logging
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+
+from . import metrics as metrics_registry
+
+log = logging.getLogger(__name__)
+
+# A readiness probe must answer within the probe's own timeout, also when the broker hangs.
+BROKER_TIMEOUT_SECONDS = 2
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -30,9 +40,40 @@ def readyz(request: HttpRequest) -> HttpResponse:
         checks["cache"] = "ok" if cache.get("readyz") == "1" else "unavailable"
     except Exception:
         checks["cache"] = "unavailable"
+    checks["broker"] = _broker_status()
     ready = all(value == "ok" for value in checks.values())
     response = JsonResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
     )
     response["Cache-Control"] = "no-store"
     return response
+
+
+def _broker_status() -> str:
+    """Can this process reach the Celery broker? kombu's filesystem transport always can."""
+    from .celery import app
+
+    try:
+        with app.connection_for_write(
+            connect_timeout=BROKER_TIMEOUT_SECONDS,
+            transport_options={"socket_timeout": BROKER_TIMEOUT_SECONDS},
+        ) as connection:
+            connection.ensure_connection(
+                max_retries=1, interval_start=0, interval_step=0, timeout=BROKER_TIMEOUT_SECONDS
+            )
+    except Exception as exc:
+        log.warning("readyz: the Celery broker is unavailable: %s", type(exc).__name__)
+        return "unavailable"
+    return "ok"
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus text format. With AUTHSERVER_METRICS_TOKEN set, a bearer token is required."""
+    expected = settings.AUTHSERVER_METRICS_TOKEN
+    if expected:
+        presented = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(presented.encode(), f"Bearer {expected}".encode()):
+            response = HttpResponse("Authorization required.\n", status=401, content_type="text/plain")
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
+    return HttpResponse(metrics_registry.render(), content_type=metrics_registry.CONTENT_TYPE)
