@@ -6,4 +6,6 @@ class AuthserverConfig(AppConfig):
     verbose_name = "Runtime"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        from . import checks, metrics  # noqa: F401  (checks registers the system checks)
+
+        metrics.connect_signals()

@@ -54,7 +54,8 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin with the OTP-only admin site (authserver/twofactor).
+    "authserver.twofactor.apps.OTPAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -64,6 +65,7 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
     "rest_framework",
+    "drf_spectacular",
     "oauth2_provider",
     "onboarding",
     "clients",
@@ -71,8 +73,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "authserver.middleware.MetricsMiddleware",
     "authserver.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "authserver.middleware.SecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -141,8 +145,14 @@ PASSWORD_HASHERS = env.list(
 )
 
 LOGIN_URL = "/accounts/login/"
-LOGIN_REDIRECT_URL = "/"
+# Admin 2FA (django-otp): the issuer label authenticator apps show; django-otp's own device
+# admin hides TOTP keys and backup codes from other admins. Throttling stays at its default.
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="authserver")
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+LOGIN_REDIRECT_URL = "/portal/"
 LOGOUT_REDIRECT_URL = "/"
+# How long the link in a sign-up verification email works (onboarding/accounts.py).
+ACCOUNT_VERIFICATION_MAX_AGE_HOURS = env.int("ACCOUNT_VERIFICATION_MAX_AGE_HOURS", default=72)
 
 LANGUAGE_CODE = "en"
 TIME_ZONE = "Europe/Amsterdam"
@@ -152,6 +162,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# EMAIL_URL (django-environ), e.g. smtp+tls://user:password@mail.example.org:587, configures SMTP.
+if env.str("EMAIL_URL", default=""):
+    vars().update(env.email_url("EMAIL_URL"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="authserver@localhost")
 
 # Transport hardening (ADR /core/transport, NCSC). TLS terminates at the proxy; Django trusts
@@ -171,6 +184,15 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=IS_PRODUCTION)
 if env.bool("AUTHSERVER_BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Origins whose scripts may call token, userinfo, revoke and introspect (CORS by allow-list,
+# ADR); discovery and the JWKS are open to every origin. Exact origins: https://app.example.nl
+AUTHSERVER_CORS_ALLOWED_ORIGINS = env.list("AUTHSERVER_CORS_ALLOWED_ORIGINS", default=[])
+# The base URL of the back channel (token, introspection, revocation, userinfo) when nginx
+# serves it on its own host name (deploy/nginx/); empty: the issuer serves everything.
+AUTHSERVER_BACKCHANNEL_URL = env.str("AUTHSERVER_BACKCHANNEL_URL", default="").rstrip("/")
+# A bearer token Prometheus must send to /metrics; empty: /metrics answers anyone who can
+# reach it (nginx does not expose it; see docs/operations.md).
+AUTHSERVER_METRICS_TOKEN = env.str("AUTHSERVER_METRICS_TOKEN", default="")
 SILENCED_SYSTEM_CHECKS = env.list(
     "SILENCED_SYSTEM_CHECKS",
     # security.W008: SECURE_SSL_REDIRECT; TLS is terminated and redirected by nginx (deploy/).
@@ -205,6 +227,19 @@ AUTHSERVER_CLIENT_SECRET_LIFETIME_DAYS = env.int("AUTHSERVER_CLIENT_SECRET_LIFET
 AUTHSERVER_CLIENT_ASSERTION_MAX_LIFETIME = env.int("AUTHSERVER_CLIENT_ASSERTION_MAX_LIFETIME", default=300)
 AUTHSERVER_CLOCK_SKEW_SECONDS = env.int("AUTHSERVER_CLOCK_SKEW_SECONDS", default=30)
 
+# Onboarding (layer 1): review cycle, lifecycle windows and evidence limits (onboarding/services.py).
+ONBOARDING_REVIEW_INTERVAL_DAYS = env.int("ONBOARDING_REVIEW_INTERVAL_DAYS", default=365)
+ONBOARDING_REVIEW_REMINDER_DAYS = env.int("ONBOARDING_REVIEW_REMINDER_DAYS", default=30)
+# After next_review_at passes, an organisation stays active this long before it is suspended.
+ONBOARDING_REVIEW_GRACE_DAYS = env.int("ONBOARDING_REVIEW_GRACE_DAYS", default=30)
+ONBOARDING_DRAFT_EXPIRY_DAYS = env.int("ONBOARDING_DRAFT_EXPIRY_DAYS", default=90)
+ONBOARDING_INVITATION_DAYS = env.int("ONBOARDING_INVITATION_DAYS", default=7)
+ONBOARDING_CERT_WARNING_DAYS = env.int("ONBOARDING_CERT_WARNING_DAYS", default=30)
+ONBOARDING_MAX_UPLOAD_BYTES = env.int("ONBOARDING_MAX_UPLOAD_BYTES", default=5 * 1024 * 1024)
+# PEM bundle (or directory of PEM files) of the roots evidence certificates must chain to,
+# e.g. the PKIoverheid roots; unset means no chain check (reported as such to the reviewer).
+ONBOARDING_TRUST_STORE = env.str("ONBOARDING_TRUST_STORE", default="") or None
+
 OAUTH2_PROVIDER_APPLICATION_MODEL = "clients.Client"
 OAUTH2_PROVIDER = {
     "OIDC_ENABLED": True,
@@ -222,6 +257,8 @@ OAUTH2_PROVIDER = {
         "openid": "Sign you in and share your identifier",
         "profile": "Share your name",
         "email": "Share your email address",
+        # The representatives' REST API (/api/v1/): act for you on your organisations' onboarding.
+        "portal": "Manage your organisations' onboarding on your behalf",
     },
     "DEFAULT_SCOPES": [],
     "ACCESS_TOKEN_EXPIRE_SECONDS": AUTHSERVER_ACCESS_TOKEN_LIFETIME,
@@ -254,9 +291,41 @@ OAUTH2_PROVIDER = {
     "CLEAR_EXPIRED_TOKENS_BATCH_INTERVAL": 0,
 }
 
+# The REST APIs share one kernel (authserver/api): a person's bearer token (never in the query
+# string) or a session with CSRF; every view declares required_scopes; JSON bodies only (a
+# view widens that, as the evidence upload does for multipart); RFC 9457 problem details.
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "authserver.api.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["authserver.api.permissions.PersonWithScope"],
+    "DEFAULT_PARSER_CLASSES": ["authserver.api.parsers.JSONParser"],
+    "DEFAULT_METADATA_CLASS": "authserver.api.metadata.ApiMetadata",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "authserver.api.problems.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "authserver.api.pagination.Pagination",
+    "DEFAULT_SCHEMA_CLASS": "authserver.api.schema.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "authserver API",
+    "DESCRIPTION": "The operations of organisation representatives: organisations, members, invitations "
+    "and KYC applications with their evidence. Errors are RFC 9457 problem details.",
+    "VERSION": "1.0.0",  # authserver.api.views.API_VERSION, sent as the API-Version header
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": [],
+    "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}},
+    "ENUM_NAME_OVERRIDES": {
+        "OrganisationKindEnum": "onboarding.models.Organisation.Kind",
+        "OrganisationStatusEnum": "onboarding.models.Organisation.Status",
+        "TrustLevelEnum": "onboarding.models.Organisation.TrustLevel",
+        "MembershipRoleEnum": "onboarding.models.Membership.Role",
+        "ApplicationStatusEnum": "onboarding.models.KycApplication.Status",
+        "EvidenceKindEnum": "onboarding.models.Evidence.Kind",
+    },
+    "OAUTH2_SCOPES": {"portal": "Manage your organisations' onboarding on your behalf"},
 }
 
 # Celery. Without REDIS_URL, kombu's filesystem transport needs no broker server; beat
@@ -278,6 +347,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Keep Django's LOGGING (request ids, the secret-redacting filter) in worker processes too.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# Where tasks go unless routed; the worker tests give each worker a queue of its own, so the
+# tasks a job enqueues (emails) reach that worker too.
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celery" / "beat-schedule")
@@ -290,9 +362,36 @@ CELERY_BEAT_SCHEDULE = {
         "task": "authserver.tasks.rotate_signing_keys_task",
         "schedule": crontab(minute=7),
     },
+    # Onboarding lifecycle (bounded and idempotent; onboarding/tasks.py).
+    "onboarding-expire-stale-applications": {
+        "task": "onboarding.tasks.kyc_applications_expire_stale_task",
+        "schedule": crontab(hour=2, minute=10),
+    },
+    "onboarding-remind-reviews": {
+        "task": "onboarding.tasks.organisations_remind_review_task",
+        "schedule": crontab(hour=8, minute=0),
+    },
+    "onboarding-suspend-lapsed-organisations": {
+        "task": "onboarding.tasks.organisations_suspend_lapsed_task",
+        "schedule": crontab(hour=2, minute=20),
+    },
+    "onboarding-end-expired-memberships": {
+        "task": "onboarding.tasks.memberships_end_expired_task",
+        "schedule": crontab(minute=25),
+    },
+    "onboarding-expire-invitations": {
+        "task": "onboarding.tasks.invitations_expire_task",
+        "schedule": crontab(minute=35),
+    },
+    "onboarding-warn-expiring-certificates": {
+        "task": "onboarding.tasks.evidence_warn_expiring_task",
+        "schedule": crontab(hour=8, minute=15),
+    },
 }
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# plain (one readable line) or json (one JSON object a line, for log shippers).
+LOG_FORMAT = env.str("LOG_FORMAT", default="json" if IS_PRODUCTION else "plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -302,11 +401,12 @@ LOGGING = {
     },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "authserver.logging.JsonFormatter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
             "filters": ["request_context", "redact"],
         },
     },

@@ -6,7 +6,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from .oauth import views as oauth
-from .views import healthz, home, readyz
+from .views import healthz, home, metrics, readyz
 
 oauth_patterns = [
     path("authorize", oauth.AuthorizationView.as_view(), name="authorize"),
@@ -25,7 +25,14 @@ urlpatterns = [
     path("oauth/", include((oauth_patterns, "oauth2_provider"))),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/", include("onboarding.account_urls")),
+    path("portal/", include("onboarding.urls")),
+    path("accounts/2fa/", include("authserver.twofactor.urls")),
     path("admin/", admin.site.urls),
+    # Each layer's API first; the kernel's api/ routes end in a catch-all 404 problem.
+    path("api/v1/", include("onboarding.api.urls")),
+    path("api/", include("authserver.api.urls")),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
 ]

@@ -203,5 +203,58 @@ def client_revoke(*, client_id: int, actor: Any = None) -> Client:
     return client
 
 
+def _revoke_client_tokens(client: Client) -> int:
+    """Revoke every access and refresh token of a client and drop its pending codes; returns how many."""
+    from oauth2_provider.models import get_grant_model
+
+    now = timezone.now()
+    access_tokens = list(get_access_token_model().objects.filter(application=client))
+    for token in access_tokens:
+        revoke_access_token(token)
+    refreshed = get_refresh_token_model().objects.filter(application=client, revoked__isnull=True).update(revoked=now)
+    get_grant_model().objects.filter(application=client).delete()
+    return len(access_tokens) + refreshed
+
+
+@transaction.atomic
+def client_suspend(*, client_id: int, actor: Any = None, reason: str = "") -> Client:
+    """Suspend an active client: it gets no tokens and the ones it holds are revoked. Credentials stay."""
+    client = Client.objects.select_for_update().select_related("organisation").get(pk=client_id)
+    client.transition_to(Client.Status.SUSPENDED)
+    client.save(update_fields=["status", "updated"])
+    revoked = _revoke_client_tokens(client)
+    audit_record(
+        "client.suspended",
+        actor=actor,
+        target=client,
+        organisation=client.organisation,
+        data={"client_id": client.client_id, "reason": reason, "tokens_revoked": revoked},
+    )
+    return client
+
+
+@transaction.atomic
+def clients_deactivate_for_organisation(
+    *, organisation_id: int, actor: Any = None, reason: str = "", revoke: bool = False
+) -> int:
+    """An organisation stopped being active: suspend its active clients (``revoke``: revoke all of them).
+
+    Called from clients.receivers on onboarding's organisation_deactivated signal. Nothing here
+    runs on reactivation, so a suspended client stays suspended until someone restores it.
+    """
+    statuses = (Client.Status.ACTIVE, Client.Status.SUSPENDED) if revoke else (Client.Status.ACTIVE,)
+    client_ids = list(
+        Client.objects.filter(organisation_id=organisation_id, status__in=statuses)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for client_id in client_ids:
+        if revoke:
+            client_revoke(client_id=client_id, actor=actor)
+        else:
+            client_suspend(client_id=client_id, actor=actor, reason=reason)
+    return len(client_ids)
+
+
 def expires_in_days(days: int | None) -> datetime | None:
     return timezone.now() + timedelta(days=days) if days else None

@@ -7,10 +7,12 @@ the onboarding issue completes it with KYC, memberships and the review lifecycle
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
 
 from .identifiers import validate_eidas_identifier, validate_kvk_number, validate_oin, validate_rsin
 
@@ -23,6 +25,13 @@ class User(AbstractUser):
     """
 
     subject_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # Set by portal sign-up; only such accounts are ever activated by an emailed link.
+    self_registered = models.BooleanField(default=False, editable=False)
+    email_verified_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    @property
+    def email_verified(self) -> bool:
+        return self.email_verified_at is not None
 
     class Meta:
         db_table = "onboarding_user"
@@ -72,6 +81,8 @@ class Organisation(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     trust_level = models.CharField(max_length=16, choices=TrustLevel.choices, default=TrustLevel.LOW)
     next_review_at = models.DateTimeField(null=True, blank=True)
+    # When the reminder before next_review_at went out; cleared when a review sets a new date.
+    review_reminder_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -144,6 +155,11 @@ class Membership(models.Model):
     def __str__(self) -> str:
         return f"{self.user} · {self.organisation} ({self.role})"
 
+    def is_live(self, now: datetime | None = None) -> bool:
+        """Not ended and not past its expiry."""
+        now = now or timezone.now()
+        return self.ended_at is None and (self.expires_at is None or self.expires_at > now)
+
 
 class Invitation(models.Model):
     """A single-use, expiring invitation; only the hash of its token is stored."""
@@ -158,9 +174,18 @@ class Invitation(models.Model):
     accepted_at = models.DateTimeField(null=True, blank=True)
     accepted_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Set by the lifecycle job once expires_at passed unused (onboarding.services.invitations_expire).
+    expired_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     def __str__(self) -> str:
         return f"{self.email} → {self.organisation}"
+
+    def is_open(self, now: datetime | None = None) -> bool:
+        """Usable: not accepted, revoked or expired."""
+        now = now or timezone.now()
+        return (
+            self.accepted_at is None and self.revoked_at is None and self.expired_at is None and self.expires_at > now
+        )
 
 
 class KycApplication(models.Model):
@@ -184,6 +209,10 @@ class KycApplication(models.Model):
         Status.REJECTED: set(),
         Status.EXPIRED: set(),
     }
+    # The applicant may change the application and its evidence only in these.
+    EDITABLE_STATUSES = (Status.DRAFT, Status.CHANGES_REQUESTED)
+    # Not decided yet: an organisation has at most one open application at a time.
+    OPEN_STATUSES = (Status.DRAFT, Status.SUBMITTED, Status.IN_REVIEW, Status.CHANGES_REQUESTED)
 
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="applications")
     status = models.CharField(max_length=24, choices=Status.choices, default=Status.DRAFT)
@@ -201,9 +230,16 @@ class KycApplication(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = "KYC application"
+        verbose_name_plural = "KYC applications"
 
     def __str__(self) -> str:
         return f"KYC {self.organisation} ({self.get_status_display()})"
+
+    @property
+    def approvals_required(self) -> int:
+        """Trust level high needs two different reviewers (four eyes); the others one."""
+        return 2 if self.requested_trust_level == Organisation.TrustLevel.HIGH else 1
 
     def transition_to(self, status: str) -> None:
         from authserver.errors import InvalidTransition
@@ -268,6 +304,8 @@ class Evidence(models.Model):
     valid_until = models.DateTimeField(null=True, blank=True)
     uploaded_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
     uploaded_at = models.DateTimeField(auto_now_add=True)
+    # When the warning that the certificate nears valid_until went out (sent once).
+    expiry_warning_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["uploaded_at"]

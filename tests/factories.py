@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
+from datetime import timedelta
+
 import factory
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
-from onboarding.models import Organisation
+from onboarding.models import Evidence, Invitation, KycApplication, Membership, Organisation
 
 PASSWORD = "correct horse battery staple"
 
@@ -36,3 +41,66 @@ class UserFactory(factory.django.DjangoModelFactory):
     def _save(obj, create, extracted, **kwargs):
         if create:
             obj.save()
+
+
+# --- onboarding -----------------------------------------------------------------------------
+# Rows in a given state for tests that start mid-way; state changes in tests go through the
+# services.
+
+# The smallest whole PDF the evidence reader accepts (magic, body, end-of-file marker).
+MINIMAL_PDF = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+
+
+class MembershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Membership
+
+    user = factory.SubFactory(UserFactory)
+    organisation = factory.SubFactory(OrganisationFactory)
+    role = Membership.Role.OWNER
+
+
+class InvitationFactory(factory.django.DjangoModelFactory):
+    """An open invitation; its clear token is ``invitation.token`` (only the hash is stored)."""
+
+    class Meta:
+        model = Invitation
+
+    organisation = factory.SubFactory(OrganisationFactory)
+    email = factory.Sequence(lambda n: f"invitee{n}@example.org")
+    role = Membership.Role.DEVELOPER
+    token = factory.LazyFunction(lambda: secrets.token_urlsafe(32))
+    token_hash = factory.LazyAttribute(lambda i: hashlib.sha256(i.token.encode()).hexdigest())
+    expires_at = factory.LazyFunction(lambda: timezone.now() + timedelta(days=7))
+
+    @classmethod
+    def _create(cls, model_class, *args, token: str, **kwargs):
+        invitation = super()._create(model_class, *args, **kwargs)
+        invitation.token = token  # the clear token exists only on this object, as in production
+        return invitation
+
+
+class KycApplicationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = KycApplication
+
+    organisation = factory.SubFactory(OrganisationFactory, status=Organisation.Status.PENDING)
+    status = KycApplication.Status.DRAFT
+    requested_trust_level = Organisation.TrustLevel.SUBSTANTIAL
+    motivation = "We exchange orders with municipalities."
+
+
+class EvidenceFactory(factory.django.DjangoModelFactory):
+    """A KvK extract by default; certificates come from tests/onboarding/certificates.py."""
+
+    class Meta:
+        model = Evidence
+
+    application = factory.SubFactory(KycApplicationFactory)
+    kind = Evidence.Kind.KVK_EXTRACT
+    filename = "kvk-extract.pdf"
+    content_type = "application/pdf"
+    content = MINIMAL_PDF
+    sha256 = factory.LazyAttribute(lambda e: hashlib.sha256(bytes(e.content)).hexdigest())
+    size = factory.LazyAttribute(lambda e: len(e.content))
+    extracted = factory.LazyFunction(lambda: {"document": "kvk_extract", "format": "PDF"})

@@ -67,8 +67,7 @@ def user_claims(user: Any, client: Any) -> dict[str, Any]:
         "family_name": user.last_name or None,
         "preferred_username": user.get_username(),
         "email": user.email or None,
-        # Accounts carry no verification flag yet; onboarding verifies addresses.
-        "email_verified": bool(getattr(user, "email_verified", False)),
+        "email_verified": user.email_verified_at is not None,
     }
 
 

@@ -199,7 +199,12 @@ class Validator(OAuth2Validator):
     def _assertion_audiences(request: Any) -> list[str]:
         """RFC 7523 §3: aud identifies this server: its token endpoint (OAUTH-NL) or issuer."""
         issuer = settings.AUTHSERVER_ISSUER
-        return [f"{issuer}/oauth/token", issuer]
+        audiences = [f"{issuer}/oauth/token", issuer]
+        backchannel = settings.AUTHSERVER_BACKCHANNEL_URL
+        if backchannel and backchannel != issuer:
+            # The token endpoint discovery advertises on the back channel (deploy/nginx/).
+            audiences.insert(0, f"{backchannel}/oauth/token")
+        return audiences
 
     @staticmethod
     def _touch(credential: ClientCredential) -> None:

@@ -31,6 +31,8 @@ from oauthlib.oauth2.rfc6749 import errors
 
 from clients.models import Client
 
+from ..endpoints import backchannel_base
+from ..middleware import allow_form_target
 from . import claims as oidc_claims
 from .keys import keyring
 from .validator import Validator
@@ -289,6 +291,9 @@ def jwks(request: HttpRequest) -> HttpResponse:
 def metadata() -> dict[str, Any]:
     """What this server really supports, and nothing more (RFC 8414, OIDC Discovery)."""
     issuer = settings.AUTHSERVER_ISSUER
+    # The back channel may have its own host name (deploy/nginx/: its own certificate and,
+    # for mTLS, its own trust store); RFC 8414 §2 lets endpoints live anywhere.
+    backchannel = backchannel_base()
     auth_methods = ["private_key_jwt"]
     if settings.AUTHSERVER_CLIENT_SECRETS_ENABLED:
         auth_methods += ["client_secret_basic", "client_secret_post"]
@@ -297,11 +302,11 @@ def metadata() -> dict[str, Any]:
     return {
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/oauth/authorize",
-        "token_endpoint": f"{issuer}/oauth/token",
-        "userinfo_endpoint": f"{issuer}/oauth/userinfo",
+        "token_endpoint": f"{backchannel}/oauth/token",
+        "userinfo_endpoint": f"{backchannel}/oauth/userinfo",
         "jwks_uri": f"{issuer}/oauth/jwks",
-        "introspection_endpoint": f"{issuer}/oauth/introspect",
-        "revocation_endpoint": f"{issuer}/oauth/revoke",
+        "introspection_endpoint": f"{backchannel}/oauth/introspect",
+        "revocation_endpoint": f"{backchannel}/oauth/revoke",
         "end_session_endpoint": f"{issuer}/oauth/logout",
         "scopes_supported": scopes,
         "response_types_supported": ["code"],
@@ -361,6 +366,10 @@ class AuthorizationView(dot_views.AuthorizationView):
                 "refresh_hours": settings.AUTHSERVER_REFRESH_TOKEN_ABSOLUTE_LIFETIME // 3600,
                 "resources": (kwargs.get("resource") or "").split(),
             }
+        if kwargs.get("redirect_uri"):
+            # Validated by oauthlib (registered, exact match): the consent form's POST is
+            # answered with a redirect there, which CSP form-action must allow.
+            allow_form_target(self.request, kwargs["redirect_uri"])
         return context
 
     def error_response(self, error: Any, application: Any, **kwargs: Any) -> HttpResponse:
@@ -380,3 +389,11 @@ class AuthorizationView(dot_views.AuthorizationView):
 @method_decorator(no_store, name="dispatch")
 class LogoutView(dot_views.RPInitiatedLogoutView):
     """OIDC RP-Initiated Logout 1.0; post_logout_redirect_uri must be registered exactly."""
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        # Validated in get() before the confirmation page renders (registered for the
+        # client); the confirmation form's POST redirects there (CSP form-action).
+        target = self.oidc_data.get("post_logout_redirect_uri")
+        if target:
+            allow_form_target(self.request, target)
+        return super().get_context_data(**kwargs)

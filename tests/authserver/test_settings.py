@@ -34,6 +34,8 @@ _CLEARED = (
     "AUTHSERVER_SECRET_PEPPER",
     "AUTHSERVER_PAIRWISE_SALT",
     "DJANGO_SETTINGS_MODULE",
+    # Set while browser tests run (tests/e2e); Django's async.E001 refuses it in deployment.
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
 )
 
 

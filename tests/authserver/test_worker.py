@@ -28,6 +28,7 @@ from oauth2_provider.models import Grant
 from authserver.celery import app
 from authserver.models import SigningKey
 from authserver.tasks import clear_expired_tokens_task, rotate_signing_keys_task
+from onboarding import tasks as onboarding_tasks
 
 from ..conftest import REDIRECT_URI
 
@@ -76,6 +77,9 @@ def celery_worker(transactional_db, tmp_path) -> Iterator[Worker]:
     env = {
         **os.environ,
         "CELERY_BROKER_URL": BROKER_URL,
+        # Tasks the worker's jobs enqueue (emails) stay on this queue, so this worker runs them.
+        "CELERY_TASK_DEFAULT_QUEUE": queue,
+        "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend",
         "DATABASE_URL": database_url(),
         "DATABASE_CONN_MAX_AGE": "0",
         "AUTHSERVER_ENVIRONMENT": "test",
@@ -107,7 +111,15 @@ def celery_worker(transactional_db, tmp_path) -> Iterator[Worker]:
 def test_the_beat_schedule_names_tasks_the_worker_has():
     scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
 
-    assert scheduled == {clear_expired_tokens_task.name, rotate_signing_keys_task.name}
+    onboarding_lifecycle = {
+        onboarding_tasks.kyc_applications_expire_stale_task.name,
+        onboarding_tasks.organisations_remind_review_task.name,
+        onboarding_tasks.organisations_suspend_lapsed_task.name,
+        onboarding_tasks.memberships_end_expired_task.name,
+        onboarding_tasks.invitations_expire_task.name,
+        onboarding_tasks.evidence_warn_expiring_task.name,
+    }
+    assert scheduled == {clear_expired_tokens_task.name, rotate_signing_keys_task.name, *onboarding_lifecycle}
     assert scheduled <= set(app.tasks)
 
 

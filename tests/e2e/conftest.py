@@ -9,10 +9,6 @@ from pathlib import Path
 
 import pytest
 
-# Playwright's sync API runs an event loop in the test thread; the ORM calls the tests make
-# between browser steps are still plain synchronous calls.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 CHROMIUM = os.environ.get("AUTHSERVER_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 # The flags this machine needs: no sandbox as root, and no background connections to a
@@ -34,14 +30,26 @@ def browser() -> Iterator[object]:
         pytest.fail(f"chromium not found at {CHROMIUM}; .ci/run installs Debian's chromium package")
     from playwright.sync_api import sync_playwright
 
+    # Playwright's sync API runs an event loop in the test thread; the ORM calls around the
+    # browser steps (and the test database's set-up) are still plain synchronous calls.
+    # Subprocesses started by other tests drop it (tests/authserver/test_settings.py).
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
 
 
+@pytest.fixture(autouse=True)
+def _sync_orm_beside_playwright(monkeypatch):
+    """Playwright's sync API runs an event loop in the test thread; the ORM calls the tests make
+    between browser steps are still plain synchronous calls. Set only while a browser test runs,
+    so subprocesses of other tests never inherit it."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
 @pytest.fixture
-def page(browser, live_server):  # noqa: ANN001
+def page(browser, live_server):
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1100, "height": 900})
     page = context.new_page()
     page.set_default_timeout(15000)
@@ -50,11 +58,11 @@ def page(browser, live_server):  # noqa: ANN001
 
 
 @pytest.fixture
-def screenshot():  # noqa: ANN201
+def screenshot():
     """Save a full-page screenshot under docs/screenshots/ (linked from the README)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
-    def take(page, name: str) -> Path:  # noqa: ANN001
+    def take(page, name: str) -> Path:
         path = SCREENSHOTS / f"{name}.png"
         page.screenshot(path=str(path), full_page=True)
         return path

@@ -44,13 +44,18 @@ class Command(BaseCommand):
         User = get_user_model()
         if User.objects.filter(is_superuser=True).exists():
             self.stdout.write(
-                f"Admin: {issuer}/admin/ (password from the first start; reset with "
+                f"Admin: {issuer}/admin/ (password and 2FA from the first start; reset the password with "
                 "`.venv/bin/python manage.py changepassword admin`)"
             )
             return
         password = secrets.token_urlsafe(12)
         User.objects.create_superuser(username="admin", email="admin@localhost", password=password)
-        self.stdout.write(f"Admin: {issuer}/admin/  username: admin  password: {password}  (shown once)")
+        self.stdout.write(
+            f"Admin: username: admin  password: {password}  (shown once)\n"
+            "  The admin requires two-factor authentication:\n"
+            f"  sign in at {issuer}/accounts/login/?next=/accounts/2fa/ , scan the QR code with an\n"
+            f"  authenticator app, keep the backup codes, then open {issuer}/admin/"
+        )
 
     @transaction.atomic
     def _demo_client(self, issuer: str) -> None:

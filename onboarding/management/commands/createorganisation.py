@@ -20,6 +20,10 @@ class Command(BaseCommand):
         parser.add_argument("--kind", choices=Organisation.Kind.values, default=Organisation.Kind.PRIVATE)
         parser.add_argument("--oin", default="")
         parser.add_argument("--kvk", dest="kvk_number", default="")
+        parser.add_argument("--rsin", default="")
+        parser.add_argument("--eidas", dest="eidas_identifier", default="", help="eIDAS legal identifier (foreign)")
+        parser.add_argument("--country", default="NL", help="ISO 3166-1 alpha-2")
+        parser.add_argument("--contact-email", default="")
         parser.add_argument("--status", choices=Organisation.Status.values, default=Organisation.Status.ACTIVE)
         parser.add_argument(
             "--trust-level", choices=Organisation.TrustLevel.values, default=Organisation.TrustLevel.LOW
@@ -32,6 +36,10 @@ class Command(BaseCommand):
                 kind=options["kind"],
                 oin=options["oin"],
                 kvk_number=options["kvk_number"],
+                rsin=options["rsin"],
+                eidas_identifier=options["eidas_identifier"],
+                country=options["country"],
+                contact_email=options["contact_email"],
                 status=options["status"],
                 trust_level=options["trust_level"],
             )

@@ -1,0 +1,19 @@
+"""/api/: the OpenAPI document, its pages, and a problem-details 404 for every unmatched path.
+
+Included from authserver/urls.py *after* each layer's ``api/v1/`` routes, because the last
+pattern here matches everything left under /api/.
+"""
+
+from django.urls import path, re_path
+
+from . import views
+
+app_name = "api"
+
+urlpatterns = [
+    path("schema", views.SchemaView.as_view(), name="schema"),
+    path("v1/openapi.json", views.SchemaJSONView.as_view(), name="openapi-json"),
+    path("docs", views.DocsView.as_view(), name="docs"),
+    path("problems/<slug:slug>", views.ProblemTypeView.as_view(), name="problem-type"),
+    re_path(r"^.*$", views.NotFoundView.as_view(), name="not-found"),
+]
