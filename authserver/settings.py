@@ -75,6 +75,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "authserver.middleware.MetricsMiddleware",
     "authserver.middleware.RequestContextMiddleware",
+    "authserver.mtls.ClientCertificateMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "authserver.middleware.SecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -184,6 +185,10 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=IS_PRODUCTION)
 if env.bool("AUTHSERVER_BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Proxies (IP addresses or CIDR networks) whose client-certificate headers Django believes
+# (mutual TLS, RFC 8705: X-SSL-Client-Cert and X-SSL-Client-Verify from nginx's back channel).
+# From any other peer the headers are dropped. Empty: no mutual TLS.
+AUTHSERVER_TRUSTED_PROXIES = env.list("AUTHSERVER_TRUSTED_PROXIES", default=[])
 # Origins whose scripts may call token, userinfo, revoke and introspect (CORS by allow-list,
 # ADR); discovery and the JWKS are open to every origin. Exact origins: https://app.example.nl
 AUTHSERVER_CORS_ALLOWED_ORIGINS = env.list("AUTHSERVER_CORS_ALLOWED_ORIGINS", default=[])

@@ -46,6 +46,11 @@ class Client(AbstractApplication):
         CLIENT_SECRET_BASIC = "client_secret_basic", "client_secret_basic"
         CLIENT_SECRET_POST = "client_secret_post", "client_secret_post"
         NONE = "none", "none (public client)"
+        # RFC 8705 §2: mutual TLS with a PKI certificate (subject DN) or a self-signed one.
+        TLS_CLIENT_AUTH = "tls_client_auth", "tls_client_auth (RFC 8705, PKI)"
+        SELF_SIGNED_TLS_CLIENT_AUTH = "self_signed_tls_client_auth", "self_signed_tls_client_auth (RFC 8705)"
+
+    MTLS_METHODS = (AuthMethod.TLS_CLIENT_AUTH, AuthMethod.SELF_SIGNED_TLS_CLIENT_AUTH)
 
     class SubjectType(models.TextChoices):
         PUBLIC = "public", "Public"
@@ -95,6 +100,10 @@ class Client(AbstractApplication):
     @property
     def scopes(self) -> list[str]:
         return self.scope.split()
+
+    @property
+    def uses_mtls(self) -> bool:
+        return self.token_endpoint_auth_method in self.MTLS_METHODS
 
     @property
     def is_public(self) -> bool:
@@ -155,6 +164,7 @@ class ClientCredential(models.Model):
     class Kind(models.TextChoices):
         SECRET = "secret", "Client secret"
         PUBLIC_KEY = "public_key", "Public key (JWK)"
+        CERTIFICATE = "certificate", "Client certificate (mutual TLS)"
 
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
@@ -178,6 +188,11 @@ class ClientCredential(models.Model):
     hint = models.CharField(max_length=8, blank=True, default="", help_text="Last characters, for people")
     public_jwk = models.JSONField(null=True, blank=True, help_text="Public key only (RFC 7517)")
     kid = models.CharField(max_length=255, blank=True, default="")
+    # Mutual TLS (RFC 8705): the registered certificate (PEM) and its x5t#S256 thumbprint,
+    # or, for tls_client_auth, the subject DN (RFC 4514) the certificate must carry.
+    certificate_pem = models.TextField(blank=True, default="")
+    thumbprint = models.CharField(max_length=64, blank=True, default="", help_text="x5t#S256 of the certificate")
+    subject_dn = models.CharField(max_length=1024, blank=True, default="", help_text="RFC 4514 subject DN")
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -189,7 +204,8 @@ class ClientCredential(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=(models.Q(kind="secret") & ~models.Q(secret_hash=""))
-                | (models.Q(kind="public_key") & models.Q(public_jwk__isnull=False)),
+                | (models.Q(kind="public_key") & models.Q(public_jwk__isnull=False))
+                | (models.Q(kind="certificate") & (~models.Q(thumbprint="") | ~models.Q(subject_dn=""))),
                 name="credential_material_matches_kind",
             ),
         ]

@@ -6,12 +6,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model, revoke_access_token
 
+from authserver import mtls
 from authserver.audit import audit_record
 from authserver.errors import DomainError
 from authserver.oauth.client_auth import generate_client_secret, hash_client_secret
@@ -163,6 +166,78 @@ def client_credential_add_public_key(
         target=credential,
         organisation=client.organisation,
         data={"client_id": client.client_id, "kind": "public_key", "kid": public["kid"]},
+    )
+    return credential
+
+
+def _canonical_dn(subject_dn: str) -> str:
+    try:
+        name = x509.Name.from_rfc4514_string(subject_dn.strip())
+    except ValueError as exc:
+        raise DomainError("the subject DN is not an RFC 4514 distinguished name (CN=...,O=...,C=NL)") from exc
+    if not len(name):
+        raise DomainError("the subject DN is empty")
+    return name.rfc4514_string()
+
+
+@transaction.atomic
+def client_credential_add_certificate(
+    *,
+    client: Client,
+    certificate_pem: str | bytes | None = None,
+    subject_dn: str | None = None,
+    expires_at: datetime | None = None,
+    actor: Any = None,
+) -> ClientCredential:
+    """Register what a mutual-TLS client (RFC 8705 §2) must present.
+
+    ``self_signed_tls_client_auth``: the certificate itself; the one presented must have the
+    same x5t#S256 thumbprint. ``tls_client_auth``: the subject DN (RFC 8705 §2.1.2,
+    ``tls_client_auth_subject_dn``) or the certificate; the one presented must chain to the
+    proxy's trust store and carry that DN, or be that certificate.
+    """
+    if not client.uses_mtls:
+        raise DomainError(f"client {client.client_id} does not authenticate with mutual TLS")
+    if bool(certificate_pem) == bool(subject_dn):
+        raise DomainError("give either a certificate or a subject DN")
+    if subject_dn and client.token_endpoint_auth_method != Client.AuthMethod.TLS_CLIENT_AUTH:
+        raise DomainError("self_signed_tls_client_auth registers a certificate, not a subject DN")
+    fields: dict[str, Any] = {}
+    if certificate_pem:
+        pem = certificate_pem.encode() if isinstance(certificate_pem, str) else certificate_pem
+        if b"PRIVATE KEY" in pem:
+            raise DomainError("register the certificate only, never a private key")
+        try:
+            certificate = x509.load_pem_x509_certificate(pem)
+        except ValueError as exc:
+            raise DomainError(f"not a PEM certificate: {exc}") from exc
+        if certificate.not_valid_after_utc <= timezone.now():
+            raise DomainError("the certificate has expired")
+        print_ = mtls.thumbprint(certificate)
+        if ClientCredential.objects.filter(
+            client=client,
+            kind=ClientCredential.Kind.CERTIFICATE,
+            thumbprint=print_,
+            status__in=ClientCredential.USABLE_STATUSES,
+        ).exists():
+            raise DomainError("the client has this certificate registered already")
+        pem_text = certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+        fields = {"certificate_pem": pem_text, "thumbprint": print_, "hint": print_[-8:]}
+        expires_at = expires_at or certificate.not_valid_after_utc
+        data = {"thumbprint": print_, "subject_dn": mtls.subject_dn(certificate)}
+    else:
+        dn = _canonical_dn(subject_dn or "")
+        fields = {"subject_dn": dn, "hint": dn[:8]}
+        data = {"subject_dn": dn}
+    credential = ClientCredential.objects.create(
+        client=client, kind=ClientCredential.Kind.CERTIFICATE, expires_at=expires_at, **fields
+    )
+    audit_record(
+        "client.credential.issued",
+        actor=actor,
+        target=credential,
+        organisation=client.organisation,
+        data={"client_id": client.client_id, "kind": "certificate", **data},
     )
     return credential
 

@@ -51,6 +51,10 @@ def generate_access_token(request: Any, refresh_token: bool = False) -> str:
         "sub": subject_for(user, client) if user is not None else client.client_id,
         "scope": " ".join(request.scopes or []),
     }
+    bound = getattr(request, "client_certificate_thumbprint", None)
+    if bound:
+        # RFC 8705 §3.1: bound to the certificate the client authenticated with (mutual TLS).
+        claims["cnf"] = {"x5t#S256": bound}
     resources = getattr(request, "resource", None) or []
     if resources:
         claims["aud"] = resources[0] if len(resources) == 1 else list(resources)

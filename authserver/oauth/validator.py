@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote_plus
 
+import jwt as pyjwt
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Min
@@ -26,6 +27,7 @@ from oauth2_provider.models import get_access_token_model, get_grant_model, get_
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
+from authserver import mtls
 from clients.models import Client, ClientCredential
 
 from . import claims as oidc_claims
@@ -59,6 +61,22 @@ def _used_code_key(code: str) -> str:
     return "used-authorization-code:" + hashlib.sha256(code.encode()).hexdigest()
 
 
+def certificate_binding(token: str) -> str | None:
+    """The ``cnf`` ``x5t#S256`` of one of our access tokens, or None when it is not bound.
+
+    Call it with a token found by its checksum only: that it is ours and intact is settled.
+    """
+    try:
+        claims = pyjwt.decode(token, options={"verify_signature": False})
+    except pyjwt.PyJWTError:
+        return None
+    confirmation = claims.get("cnf")
+    if not isinstance(confirmation, dict):
+        return None
+    bound = confirmation.get("x5t#S256")
+    return bound if isinstance(bound, str) else None
+
+
 class Validator(OAuth2Validator):
     # ---- clients -------------------------------------------------------------------
 
@@ -84,6 +102,12 @@ class Validator(OAuth2Validator):
             methods.append(Client.AuthMethod.CLIENT_SECRET_POST)
         if getattr(request, "client_assertion", None) or getattr(request, "client_assertion_type", None):
             methods.append(Client.AuthMethod.PRIVATE_KEY_JWT)
+        if not methods and request.client_id:
+            # RFC 8705 §2: a mutual-TLS client sends its client_id and nothing else; the
+            # certificate of the TLS connection is the credential.
+            client = self._load_application(request.client_id, request)
+            if client is not None and client.uses_mtls:
+                methods.append(client.token_endpoint_auth_method)
         return methods
 
     def client_authentication_required(self, request: Any, *args: Any, **kwargs: Any) -> bool:
@@ -110,6 +134,8 @@ class Validator(OAuth2Validator):
         try:
             if method == Client.AuthMethod.PRIVATE_KEY_JWT:
                 client = self._authenticate_assertion(request)
+            elif method in Client.MTLS_METHODS:
+                client = self._authenticate_certificate(request, method)
             else:
                 client = self._authenticate_secret(request, method)
         except ClientAuthError as exc:
@@ -155,6 +181,36 @@ class Validator(OAuth2Validator):
         if credential is None or not credential.is_usable():
             raise ClientAuthError("The client secret is wrong, expired or revoked.")
         self._touch(credential)
+        return client
+
+    def _authenticate_certificate(self, request: Any, method: str) -> Client:
+        """RFC 8705 §2.1 (tls_client_auth) and §2.2 (self_signed_tls_client_auth)."""
+        client = self._client_for_method(request.client_id, method, request)
+        certificate, chain_verified = mtls.from_oauthlib(request)
+        if certificate is None:
+            raise ClientAuthError("This client authenticates with a TLS client certificate; none was presented.")
+        presented = mtls.thumbprint(certificate)
+        credentials = [
+            credential
+            for credential in ClientCredential.objects.filter(
+                client=client, kind=ClientCredential.Kind.CERTIFICATE, status__in=ClientCredential.USABLE_STATUSES
+            )
+            if credential.is_usable()
+        ]
+        if method == Client.AuthMethod.TLS_CLIENT_AUTH:
+            # PKI: the proxy chained the certificate to its trust store; the registered DN or
+            # certificate says which of those certificates is this client's.
+            if not chain_verified:
+                raise ClientAuthError("The client certificate does not chain to a trusted issuer.")
+            dn = mtls.subject_dn(certificate)
+            matched = [c for c in credentials if (c.subject_dn and c.subject_dn == dn) or c.thumbprint == presented]
+        else:
+            # Self-signed: the TLS handshake proved the key; the thumbprint must be registered.
+            matched = [c for c in credentials if c.thumbprint and c.thumbprint == presented]
+        if not matched:
+            raise ClientAuthError("The client certificate is not the one registered for this client.")
+        self._touch(matched[0])
+        request.client_certificate_thumbprint = presented
         return client
 
     def _decode_basic_auth(self, request: Any) -> tuple[str, str]:
@@ -414,7 +470,16 @@ class Validator(OAuth2Validator):
     def validate_bearer_token(self, token: Any, scopes: Any, request: Any) -> bool:
         if not isinstance(token, str) or "\x00" in token:
             return False
-        return super().validate_bearer_token(token, scopes, request)
+        if not super().validate_bearer_token(token, scopes, request):
+            return False
+        # RFC 8705 §3: a certificate-bound token works only over a connection with that certificate.
+        bound = certificate_binding(token)
+        if bound is not None:
+            certificate, _verified = mtls.from_oauthlib(request)
+            if certificate is None or mtls.thumbprint(certificate) != bound:
+                log.info("certificate-bound access token presented without its certificate")
+                return False
+        return True
 
     def _load_access_token(self, token: str) -> Any:
         checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()

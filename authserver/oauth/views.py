@@ -35,7 +35,7 @@ from ..endpoints import backchannel_base
 from ..middleware import allow_form_target
 from . import claims as oidc_claims
 from .keys import keyring
-from .validator import Validator
+from .validator import Validator, certificate_binding
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
@@ -197,7 +197,7 @@ class IntrospectView(ProtocolEndpointMixin, View):
             lookups = (self._refresh_token, self._access_token)
         checksum = hashlib.sha256(token.encode()).hexdigest()
         for lookup in lookups:
-            answer = lookup(checksum)
+            answer = lookup(checksum, token)
             if answer is not None:
                 return JsonResponse(answer)
         return JsonResponse({"active": False})
@@ -222,7 +222,7 @@ class IntrospectView(ProtocolEndpointMixin, View):
             answer["aud"] = token.resource[0] if len(token.resource) == 1 else token.resource
         return answer
 
-    def _access_token(self, checksum: str) -> dict[str, Any] | None:
+    def _access_token(self, checksum: str, raw: str) -> dict[str, Any] | None:
         token = (
             get_access_token_model()
             .objects.select_related("application__organisation", "user")
@@ -235,9 +235,13 @@ class IntrospectView(ProtocolEndpointMixin, View):
         if answer is not None:
             answer["scope"] = token.scope
             answer["exp"] = calendar.timegm(token.expires.utctimetuple())
+            bound = certificate_binding(raw)
+            if bound is not None:
+                # RFC 8705 §3.2: the resource server checks the binding against its own connection.
+                answer["cnf"] = {"x5t#S256": bound}
         return answer
 
-    def _refresh_token(self, checksum: str) -> dict[str, Any] | None:
+    def _refresh_token(self, checksum: str, raw: str) -> dict[str, Any] | None:
         token = (
             get_refresh_token_model()
             .objects.select_related("application__organisation", "user", "access_token")
@@ -297,6 +301,10 @@ def metadata() -> dict[str, Any]:
     auth_methods = ["private_key_jwt"]
     if settings.AUTHSERVER_CLIENT_SECRETS_ENABLED:
         auth_methods += ["client_secret_basic", "client_secret_post"]
+    # Mutual TLS (RFC 8705) needs the proxy that verifies the certificate (deploy/nginx/).
+    mtls = bool(settings.AUTHSERVER_TRUSTED_PROXIES)
+    if mtls:
+        auth_methods += ["tls_client_auth", "self_signed_tls_client_auth"]
     signing_algs = ["RS256", "PS256", "ES256"]
     scopes = sorted(settings.OAUTH2_PROVIDER["SCOPES"])
     return {
@@ -329,6 +337,8 @@ def metadata() -> dict[str, Any]:
         "authorization_response_iss_parameter_supported": True,
         "frontchannel_logout_supported": False,
         "backchannel_logout_supported": False,
+        # RFC 8705 §3.3: tokens of mutual-TLS clients are bound to their certificate.
+        **({"tls_client_certificate_bound_access_tokens": True} if mtls else {}),
     }
 
 

@@ -31,7 +31,9 @@ DEFAULTS = {
     "NGINX_STATIC_ROOT": "/var/lib/authserver/static",
     "NGINX_TLS_GROUPS": "classic",
     "NGINX_ACCESS_LOG": "/var/log/nginx/authserver-access.log",
+    "NGINX_CLIENT_CERT": "off",
 }
+CLIENT_CERT_MODES = ("off", "optional", "optional_no_ca")
 REQUIRED = ("NGINX_FRONT_SERVER_NAME", "NGINX_BACK_SERVER_NAME", "NGINX_RESOLVER")
 # Values end up inside nginx directives: no quotes, braces, semicolons or line breaks.
 SAFE_VALUE = re.compile(r"^[A-Za-z0-9._:/\[\] -]+$")
@@ -57,6 +59,8 @@ def render(template: str, values: dict[str, str]) -> str:
         raise SystemExit(f"render.py: unsafe characters in {', '.join(unsafe)}")
     if values.get("NGINX_TLS_GROUPS") not in ("classic", "pqc"):
         raise SystemExit("render.py: NGINX_TLS_GROUPS is classic or pqc")
+    if values.get("NGINX_CLIENT_CERT") not in CLIENT_CERT_MODES:
+        raise SystemExit(f"render.py: NGINX_CLIENT_CERT is one of {', '.join(CLIENT_CERT_MODES)}")
     return PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
 
 

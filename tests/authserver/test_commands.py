@@ -93,7 +93,7 @@ def test_createclient_client_credentials_with_a_given_id_and_secret(organisation
         "createclient",
         *("--organisation", str(organisation.pk), "--name", "Orders service"),
         *("--grant-type", "client_credentials", "--auth-method", "client_secret_basic"),
-        *("--scope", "orders:read orders:write", "--client-id", "orders-service", "--client-secret", secret),
+        *("--scope", "orders:read orders:write", "--client-id", "orders-service", f"--client-secret={secret}"),
     )
 
     output = json.loads(stdout)
@@ -212,7 +212,7 @@ BASIC = ("--auth-method", "client_secret_basic")
         ),
         pytest.param((*CC, *BASIC, "--client-secret", "x" * 31), None, "at least 32 characters", id="short-secret"),
         pytest.param(
-            (*CC, "--client-secret", secrets.token_urlsafe(32)), None, "--client-secret needs", id="secret-with-jwt"
+            (*CC, f"--client-secret={secrets.token_urlsafe(32)}"), None, "--client-secret needs", id="secret-with-jwt"
         ),
         pytest.param((*CC, *BASIC), _public_jwk, "--jwk-file needs", id="jwk-with-secret-method"),
         pytest.param(CC, lambda: "{not json", "cannot read a JWK", id="malformed-jwk-file"),

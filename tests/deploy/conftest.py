@@ -244,7 +244,15 @@ def client_context(
     return context
 
 
-def install(prefix: Path, pki: Pki, upstream: str, http_port: int, https_port: int, groups: str = "classic") -> None:
+def install(
+    prefix: Path,
+    pki: Pki,
+    upstream: str,
+    http_port: int,
+    https_port: int,
+    groups: str = "classic",
+    extra: dict[str, str] | None = None,
+) -> None:
     prefix.mkdir(parents=True, exist_ok=True)
     for name in ("logs", "tmp"):
         (prefix / name).mkdir(exist_ok=True)
@@ -265,6 +273,7 @@ def install(prefix: Path, pki: Pki, upstream: str, http_port: int, https_port: i
             "NGINX_RESOLVER": "127.0.0.1",
             "NGINX_TLS_GROUPS": groups,
             "NGINX_ACCESS_LOG": str(prefix / "logs" / "authserver-access.log"),
+            **(extra or {}),
         },
     )
     (prefix / "nginx.conf").write_text(main_config(prefix))
@@ -313,9 +322,19 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pki]:
     responder.wait(timeout=10)
 
 
-def start_nginx(prefix: Path, pki: Pki, upstream: str) -> Iterator[Nginx]:
+def start_nginx(
+    prefix: Path,
+    pki: Pki,
+    upstream: str,
+    *,
+    extra: dict[str, str] | None = None,
+    files: dict[str, bytes] | None = None,
+) -> Iterator[Nginx]:
+    """Render and start nginx; ``extra``: more NGINX_* values, ``files``: more files under the prefix."""
     server = Nginx(prefix, https_port=free_port(), http_port=free_port(), pki=pki)
-    install(prefix, pki, upstream, server.http_port, server.https_port)
+    install(prefix, pki, upstream, server.http_port, server.https_port, extra=extra)
+    for relative, content in (files or {}).items():
+        (prefix / relative).write_bytes(content)
     checked = server.run("-t")
     assert checked.returncode == 0, checked.stderr
     process = subprocess.Popen(

@@ -16,7 +16,12 @@ from django.db import transaction
 
 from authserver.errors import DomainError
 from clients.models import Client
-from clients.services import client_create, client_credential_add_public_key, client_credential_issue_secret
+from clients.services import (
+    client_create,
+    client_credential_add_certificate,
+    client_credential_add_public_key,
+    client_credential_issue_secret,
+)
 from onboarding.models import Organisation
 
 
@@ -45,6 +50,13 @@ class Command(BaseCommand):
             "--auth-method", choices=Client.AuthMethod.values, default=Client.AuthMethod.PRIVATE_KEY_JWT
         )
         parser.add_argument("--jwk-file", help="Public JWK (or JWKS) for private_key_jwt")
+        parser.add_argument(
+            "--tls-subject-dn", help="Subject DN (RFC 4514) of the client certificate, for tls_client_auth"
+        )
+        parser.add_argument(
+            "--certificate-file",
+            help="PEM client certificate, for self_signed_tls_client_auth (or tls_client_auth)",
+        )
         parser.add_argument("--client-id", help="Use this client id (scripted set-ups)")
         parser.add_argument("--client-secret", help="Use this secret (at least 32 characters)")
         parser.add_argument("--environment", choices=Client.Environment.values, default=Client.Environment.PRODUCTION)
@@ -77,6 +89,16 @@ class Command(BaseCommand):
             raise CommandError("--client-secret needs --auth-method client_secret_basic or client_secret_post")
         if options["jwk_file"] and method != "private_key_jwt":
             raise CommandError("--jwk-file needs --auth-method private_key_jwt")
+        if options["tls_subject_dn"] and method != "tls_client_auth":
+            raise CommandError("--tls-subject-dn needs --auth-method tls_client_auth")
+        if options["certificate_file"] and method not in Client.MTLS_METHODS:
+            raise CommandError("--certificate-file needs --auth-method tls_client_auth or self_signed_tls_client_auth")
+        certificate_pem = None
+        if options["certificate_file"]:
+            try:
+                certificate_pem = Path(options["certificate_file"]).read_bytes()
+            except OSError as exc:
+                raise CommandError(f"cannot read {options['certificate_file']}: {exc}") from exc
         organisation = self._organisation(options["organisation"])
         scopes = [scope for value in options["scope"] for scope in value.split()]
         jwks = self._jwks(options["jwk_file"]) if options["jwk_file"] else []
@@ -110,11 +132,19 @@ class Command(BaseCommand):
                     expires_at = issued.credential.expires_at
                     # RFC 7591 §3.2.1: 0 means the secret does not expire.
                     result["client_secret_expires_at"] = int(expires_at.timestamp()) if expires_at else 0
+                if certificate_pem is not None:
+                    credential = client_credential_add_certificate(client=client, certificate_pem=certificate_pem)
+                    result["tls_client_certificate_thumbprint"] = credential.thumbprint
+                if options["tls_subject_dn"]:
+                    credential = client_credential_add_certificate(client=client, subject_dn=options["tls_subject_dn"])
+                    result["tls_client_auth_subject_dn"] = credential.subject_dn
                 for jwk in jwks:
                     credential = client_credential_add_public_key(client=client, jwk=jwk)
                     result.setdefault("key_ids", []).append(credential.kid)
         except DomainError as exc:
             raise CommandError(str(exc)) from exc
+        if method in Client.MTLS_METHODS and certificate_pem is None and not options["tls_subject_dn"]:
+            self.stderr.write("note: no certificate or subject DN registered yet; the client cannot authenticate.")
         if method == "private_key_jwt" and not jwks:
             self.stderr.write("note: no public key registered yet; the client cannot authenticate until one is.")
         self.stdout.write(json.dumps(result, indent=2))
