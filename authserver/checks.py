@@ -42,6 +42,15 @@ def production_problems() -> list[checks.CheckMessage]:
             problems.append(
                 checks.Error(f"{name} must be set explicitly in production, not derived.", id="authserver.E004")
             )
+    if settings.CACHES["default"]["BACKEND"].endswith("LocMemCache"):
+        # The client-assertion jti replay cache, code replay detection and metrics must be shared
+        # by every web process (RFC 7523 §3 item 7); a local-memory cache is per process.
+        problems.append(
+            checks.Warning(
+                "REDIS_URL is not set: replay caches are per process. Set REDIS_URL in production.",
+                id="authserver.W001",
+            )
+        )
     return problems
 
 

@@ -81,7 +81,10 @@ def claims_for(
     for scope in scopes or []:
         released.update(SCOPE_CLAIMS.get(scope, ()))
     if isinstance(requested, dict) and isinstance(requested.get(target), dict):
-        released.update(name for name in requested[target] if name in available)
+        # Only claims the granted scopes release anyway: the claims parameter never widens what
+        # the user consented to (the consent screen lists scopes).
+        scope_released = {name for scope in scopes or [] for name in SCOPE_CLAIMS.get(scope, ())}
+        released.update(name for name in requested[target] if name in available and name in scope_released)
     return {name: available[name] for name in released if available.get(name) is not None}
 
 

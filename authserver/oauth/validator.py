@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote_plus
@@ -19,6 +20,7 @@ from urllib.parse import unquote_plus
 import jwt as pyjwt
 from django.conf import settings
 from django.core.cache import cache
+from django.db import transaction
 from django.db.models import Min
 from django.utils import timezone
 from jwcrypto import jwk as jwcrypto_jwk
@@ -338,7 +340,12 @@ class Validator(OAuth2Validator):
             return cached
         if not isinstance(code, str) or "\x00" in code:
             return None
-        grant = Grant.objects.filter(code=code, application=request.client).first()
+        grants = Grant.objects.filter(code=code, application=request.client)
+        if transaction.get_connection().in_atomic_block:
+            # The token endpoint runs in a transaction: a concurrent use of the same code waits
+            # here until the first commits (and deleted the grant), then finds nothing.
+            grants = grants.select_for_update()
+        grant = grants.first()
         request._authserver_grant = grant
         return grant
 
@@ -353,6 +360,8 @@ class Validator(OAuth2Validator):
                 self._revoke_tokens_of_reused_code(code)
             return False
         if grant.is_expired():
+            return False
+        if grant.user is not None and not grant.user.is_active:
             return False
         request.scopes = grant.scope.split()
         request.user = grant.user
@@ -374,15 +383,17 @@ class Validator(OAuth2Validator):
         cache.set(_code_acr_key(code["code"]), acr, timeout=timeout)
 
     def _revoke_tokens_of_reused_code(self, code: str) -> None:
-        token_id = cache.get(_used_code_key(code))
-        if token_id is None:
+        issued = cache.get(_used_code_key(code))
+        if not isinstance(issued, dict):
             return
         from oauth2_provider.models import revoke_access_token
 
-        token = AccessToken.objects.filter(pk=token_id).first()
+        log.warning("authorization code replayed; revoking the tokens it issued")
+        token = AccessToken.objects.filter(pk=issued.get("access_token")).first()
         if token is not None:
-            log.warning("authorization code replayed; revoking the tokens it issued (token id %s)", token_id)
             revoke_access_token(token)
+        if issued.get("family"):
+            RefreshToken.revoke_family(uuid.UUID(issued["family"]))
 
     def confirm_redirect_uri(
         self, client_id: Any, code: Any, redirect_uri: Any, client: Client, request: Any, *args: Any, **kwargs: Any
@@ -443,8 +454,19 @@ class Validator(OAuth2Validator):
             expires = datetime.fromtimestamp(signed_exp, tz=UTC)
         access_token = super()._create_access_token(expires, request, token, source_refresh_token)
         if request.grant_type == "authorization_code" and isinstance(request.code, str):
-            cache.set(_used_code_key(request.code), access_token.pk, timeout=USED_CODE_TTL)
+            cache.set(_used_code_key(request.code), {"access_token": access_token.pk}, timeout=USED_CODE_TTL)
         return access_token
+
+    def _create_refresh_token(
+        self, request: Any, refresh_token_code: Any, access_token: Any, previous_refresh_token: Any
+    ) -> Any:
+        refresh_token = super()._create_refresh_token(request, refresh_token_code, access_token, previous_refresh_token)
+        if request.grant_type == "authorization_code" and isinstance(request.code, str):
+            # A replayed code must revoke the whole refresh family, which outlives the first
+            # access token once it has been refreshed (RFC 6749 §4.1.2, RFC 9700 §4.14).
+            issued = {"access_token": access_token.pk, "family": str(refresh_token.token_family)}
+            cache.set(_used_code_key(request.code), issued, timeout=USED_CODE_TTL)
+        return refresh_token
 
     def rotate_refresh_token(self, request: Any) -> bool:
         """OAUTH-NL / RFC 9700 §4.14.2: refresh tokens are one-time use."""
@@ -457,6 +479,8 @@ class Validator(OAuth2Validator):
         if not isinstance(refresh_token, str) or "\x00" in refresh_token:
             return False
         if not super().validate_refresh_token(refresh_token, client, request, *args, **kwargs):
+            return False
+        if request.user is not None and not request.user.is_active:
             return False
         instance = request.refresh_token_instance
         if instance.token_family:
@@ -472,6 +496,8 @@ class Validator(OAuth2Validator):
             return False
         if not super().validate_bearer_token(token, scopes, request):
             return False
+        if request.user is not None and not request.user.is_active:
+            return False  # a deactivated account's tokens stop working at once
         # RFC 8705 §3: a certificate-bound token works only over a connection with that certificate.
         bound = certificate_binding(token)
         if bound is not None:

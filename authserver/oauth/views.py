@@ -15,6 +15,7 @@ from functools import wraps
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
@@ -132,7 +133,10 @@ class TokenView(ProtocolEndpointMixin, dot_views.TokenView):
         if not request.POST.get("grant_type"):
             # RFC 6749 §4.1.3, §4.4.2, §6: grant_type is REQUIRED (oauthlib would assume one).
             return oauth_error("invalid_request", "The grant_type parameter is required.")
-        _url, headers, body, status = self.create_token_response(request)
+        # One transaction per token request: an authorization code is locked while it is
+        # redeemed (validator._grant), so a concurrent second use waits, then finds it gone.
+        with transaction.atomic():
+            _url, headers, body, status = self.create_token_response(request)
         body = describe_error(body, status, request)
         response = HttpResponse(content=body, status=status, content_type="application/json")
         for name, value in headers.items():
@@ -207,6 +211,8 @@ class IntrospectView(ProtocolEndpointMixin, View):
         application = token.application
         if application is None or not application.is_usable(None):
             return None
+        if token.user_id and not token.user.is_active:
+            return None  # a deactivated account's tokens are inactive at once
         answer: dict[str, Any] = {
             "active": True,
             "iss": settings.AUTHSERVER_ISSUER,
@@ -216,8 +222,6 @@ class IntrospectView(ProtocolEndpointMixin, View):
             "iat": calendar.timegm(token.created.utctimetuple()),
             "sub": oidc_claims.subject_for(token.user, application) if token.user_id else application.client_id,
         }
-        if token.user_id:
-            answer["username"] = token.user.get_username()
         if token.resource:
             answer["aud"] = token.resource[0] if len(token.resource) == 1 else token.resource
         return answer

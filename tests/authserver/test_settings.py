@@ -53,6 +53,8 @@ def production_env(tmp_path: Path) -> dict[str, str]:
         ALLOWED_HOSTS="auth.example.org",
         DATABASE_URL=f"sqlite:///{tmp_path / 'authserver.sqlite3'}",
         AUTHSERVER_DATA_DIR=str(tmp_path),
+        # Only read, never connected to, by the checks (authserver.W001 asks for a shared cache).
+        REDIS_URL="redis://127.0.0.1:6379/13",
     )
     return env
 

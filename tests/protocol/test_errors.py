@@ -118,11 +118,11 @@ def authorize_params(registered, **overrides: Any) -> dict[str, Any]:
     return {key: value for key, value in params.items() if value is not None}
 
 
-def obtain_code(client, user, registered, *, scope: str = "openid orders:read") -> tuple[str, str]:
+def obtain_code(client, user, registered, *, scope: str = "openid orders:read", **extra: Any) -> tuple[str, str]:
     """Drive /oauth/authorize (GET, then POST allow) as a logged-in user; return (code, verifier)."""
     client.force_login(user)
     verifier, challenge = pkce_pair()
-    params = authorize_params(registered, scope=scope, code_challenge=challenge)
+    params = authorize_params(registered, scope=scope, code_challenge=challenge, **extra)
     page = client.get("/oauth/authorize", params)
     assert page.status_code == 200, page.content[:500]
     answer = client.post("/oauth/authorize", {**params, "allow": "Allow"})
