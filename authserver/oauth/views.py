@@ -23,7 +23,6 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider import views as dot_views
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
-from oauth2_provider.oauth2_backends import OAuthLibCore
 from oauth2_provider.oauth2_backends import _add_iss_to_redirect as add_iss_to_redirect
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views.mixins import OAuthLibMixin
@@ -36,7 +35,7 @@ from ..endpoints import backchannel_base
 from ..middleware import allow_form_target
 from . import claims as oidc_claims
 from .keys import keyring
-from .validator import Validator, certificate_binding
+from .validator import certificate_binding
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
@@ -158,17 +157,13 @@ class RevokeView(ProtocolEndpointMixin, dot_views.RevokeTokenView):
         return response
 
 
-def _oauthlib_request(request: HttpRequest) -> OAuthlibRequest:
-    core = OAuthLibCore(OAuthLibMixin.get_server())
-    uri, http_method, body, headers = core._extract_params(request)
-    return OAuthlibRequest(uri, http_method, body, headers)
-
-
 def _authenticate_caller(request: HttpRequest) -> tuple[Client | None, HttpResponse | None]:
-    oauth_request = _oauthlib_request(request)
-    validator = Validator()
+    # DOT's cached core (one per process): building a Server per introspection call is waste.
+    core = OAuthLibMixin.get_oauthlib_core()
+    uri, http_method, body, headers = core._extract_params(request)
+    oauth_request = OAuthlibRequest(uri, http_method, body, headers)
     try:
-        validator.authenticate_client(oauth_request)
+        core.server.request_validator.authenticate_client(oauth_request)
     except errors.InvalidClientError as exc:
         return None, oauth_error(
             "invalid_client", exc.description, status=401, headers={"WWW-Authenticate": 'Basic realm="authserver"'}
