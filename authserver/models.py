@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from onboarding.models import Organisation
+
 from .audit import AuditEvent
 
 __all__ = ["AuditEvent", "SigningKey"]
@@ -60,3 +62,49 @@ class SigningKey(models.Model):
         if status not in self.TRANSITIONS[self.status]:
             raise InvalidTransition(f"signing key cannot go from {self.status} to {status}")
         self.status = status
+
+
+class Scope(models.Model):
+    """A scope in the public catalogue: what it means and who may get it.
+
+    The registration policy (clients.policy) and, later, the issuance policy read these rows;
+    the catalogue pages render them. One source, so what is published is what is enforced.
+    """
+
+    class RiskLevel(models.TextChoices):
+        LOW = "low", "Low"
+        MEDIUM = "medium", "Medium"
+        HIGH = "high", "High"
+
+    name = models.CharField(max_length=128, unique=True)
+    description = models.TextField(blank=True, default="")
+    risk_level = models.CharField(max_length=8, choices=RiskLevel.choices, default=RiskLevel.MEDIUM)
+    min_trust_level = models.CharField(
+        max_length=16, choices=Organisation.TrustLevel.choices, default=Organisation.TrustLevel.LOW
+    )
+    allowed_organisation_kinds = models.JSONField(
+        default=list, blank=True, help_text="Organisation kinds that may get it; empty: every kind"
+    )
+    allowed_environments = models.JSONField(
+        default=list, blank=True, help_text="Client environments that may get it; empty: every environment"
+    )
+    requires_approval = models.BooleanField(
+        default=False, help_text="Every client asking for it is reviewed by an administrator"
+    )
+    open_registration = models.BooleanField(
+        default=False, help_text="Open (unreviewed, dynamic) registration may get it; only for low-risk scopes"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(open_registration=True) | models.Q(risk_level="low"),
+                name="scope_open_registration_low_risk_only",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

@@ -231,6 +231,40 @@ AUTHSERVER_CLIENT_SECRET_LIFETIME_DAYS = env.int("AUTHSERVER_CLIENT_SECRET_LIFET
 # Maximum lifetime of a private_key_jwt assertion (RFC 7523 §3: exp, with a short window).
 AUTHSERVER_CLIENT_ASSERTION_MAX_LIFETIME = env.int("AUTHSERVER_CLIENT_ASSERTION_MAX_LIFETIME", default=300)
 AUTHSERVER_CLOCK_SKEW_SECONDS = env.int("AUTHSERVER_CLOCK_SKEW_SECONDS", default=30)
+# Fetching a client's jwks_uri (clients/jwks_uri.py): SSRF protection, limits and cache bounds.
+# ALLOW_PRIVATE lets loopback and private addresses through (never link-local or multicast).
+AUTHSERVER_JWKS_URI_ALLOW_PRIVATE = env.bool("AUTHSERVER_JWKS_URI_ALLOW_PRIVATE", default=False)
+AUTHSERVER_JWKS_URI_TIMEOUT_SECONDS = env.float("AUTHSERVER_JWKS_URI_TIMEOUT_SECONDS", default=3.0)
+AUTHSERVER_JWKS_URI_MAX_BYTES = env.int("AUTHSERVER_JWKS_URI_MAX_BYTES", default=65536)
+# A PEM file of CAs to trust for jwks_uri hosts; empty: the system store.
+AUTHSERVER_JWKS_URI_CA_BUNDLE = env.str("AUTHSERVER_JWKS_URI_CA_BUNDLE", default="")
+AUTHSERVER_JWKS_URI_MIN_CACHE_SECONDS = env.int("AUTHSERVER_JWKS_URI_MIN_CACHE_SECONDS", default=60)
+AUTHSERVER_JWKS_URI_MAX_CACHE_SECONDS = env.int("AUTHSERVER_JWKS_URI_MAX_CACHE_SECONDS", default=86400)
+
+# Client registration (layer 2, clients/policy.py, docs/decisions/0008-registration-modes.md).
+# Open mode: unreviewed RFC 7591 registration of authorization-code clients with low-risk
+# scopes only. Off in production unless a deployment opts in.
+AUTHSERVER_OPEN_REGISTRATION_ENABLED = env.bool("AUTHSERVER_OPEN_REGISTRATION_ENABLED", default=not IS_PRODUCTION)
+# Credentials of open clients live this long; open clients unused this long expire.
+AUTHSERVER_OPEN_CREDENTIAL_LIFETIME_DAYS = env.int("AUTHSERVER_OPEN_CREDENTIAL_LIFETIME_DAYS", default=30)
+AUTHSERVER_OPEN_CLIENT_UNUSED_DAYS = env.int("AUTHSERVER_OPEN_CLIENT_UNUSED_DAYS", default=30)
+# During a rotation the old credential keeps working this long beside the new one.
+AUTHSERVER_CREDENTIAL_ROTATION_OVERLAP_SECONDS = env.int(
+    "AUTHSERVER_CREDENTIAL_ROTATION_OVERLAP_SECONDS", default=7 * 24 * 3600
+)
+# Days before a credential expires on which its owners get an email.
+AUTHSERVER_CREDENTIAL_EXPIRY_REMINDER_DAYS = sorted(
+    (int(day) for day in env.list("AUTHSERVER_CREDENTIAL_EXPIRY_REMINDER_DAYS", default=["30", "7", "1"])),
+    reverse=True,
+)
+AUTHSERVER_INITIAL_ACCESS_TOKEN_LIFETIME_DAYS = env.int("AUTHSERVER_INITIAL_ACCESS_TOKEN_LIFETIME_DAYS", default=30)
+# RFC 7591 software statements: trusted issuers, as a JSON object issuer -> JWKS, either the
+# path of a JWKS file or the JWKS inline: {"https://fed.example.nl": "/etc/authserver/fed.jwks"}.
+# A statement from any other issuer is refused (unapproved_software_statement).
+AUTHSERVER_SOFTWARE_STATEMENT_ISSUERS = env.json("AUTHSERVER_SOFTWARE_STATEMENT_ISSUERS", default={})
+# Anonymous (open mode) RFC 7591 registrations per caller IP address, in the notation of the
+# limits library ("20/hour", "5/minute;50/day"); empty: no limit (authserver/ratelimit.py).
+AUTHSERVER_REGISTRATION_RATE_LIMIT = env.str("AUTHSERVER_REGISTRATION_RATE_LIMIT", default="20/hour")
 
 # Onboarding (layer 1): review cycle, lifecycle windows and evidence limits (onboarding/services.py).
 ONBOARDING_REVIEW_INTERVAL_DAYS = env.int("ONBOARDING_REVIEW_INTERVAL_DAYS", default=365)
@@ -262,8 +296,8 @@ OAUTH2_PROVIDER = {
         "openid": "Sign you in and share your identifier",
         "profile": "Share your name",
         "email": "Share your email address",
-        # The representatives' REST API (/api/v1/): act for you on your organisations' onboarding.
-        "portal": "Manage your organisations' onboarding on your behalf",
+        # The representatives' REST API (/api/v1/): act for you on your organisations' onboarding and clients.
+        "portal": "Manage your organisations' onboarding and clients on your behalf",
     },
     "DEFAULT_SCOPES": [],
     "ACCESS_TOKEN_EXPIRE_SECONDS": AUTHSERVER_ACCESS_TOKEN_LIFETIME,
@@ -292,6 +326,10 @@ OAUTH2_PROVIDER = {
     "ACCESS_TOKEN_GENERATOR": "authserver.oauth.tokens.generate_access_token",
     "REFRESH_TOKEN_GENERATOR": "oauthlib.oauth2.rfc6749.tokens.random_token_generator",
     "EXTRA_SERVER_KWARGS": {},
+    # RFC 7591/7592 at /oauth/register (clients/dcr.py builds on DOT's views): anonymous
+    # callers only in open mode, everyone else with an initial access token; the policy decides.
+    "DCR_ENABLED": True,
+    "DCR_REGISTRATION_PERMISSION_CLASSES": ("clients.dcr.InitialAccessTokenOrOpenRegistration",),
     "CLEAR_EXPIRED_TOKENS_BATCH_SIZE": 1000,
     "CLEAR_EXPIRED_TOKENS_BATCH_INTERVAL": 0,
 }
@@ -314,8 +352,9 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "authserver API",
-    "DESCRIPTION": "The operations of organisation representatives: organisations, members, invitations "
-    "and KYC applications with their evidence. Errors are RFC 9457 problem details.",
+    "DESCRIPTION": "The operations of organisation representatives: organisations, members, invitations, "
+    "KYC applications with their evidence, and OAuth clients with their credentials. Errors are RFC 9457 "
+    "problem details.",
     "VERSION": "1.0.0",  # authserver.api.views.API_VERSION, sent as the API-Version header
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_AUTHENTICATION": [],
@@ -329,8 +368,12 @@ SPECTACULAR_SETTINGS = {
         "MembershipRoleEnum": "onboarding.models.Membership.Role",
         "ApplicationStatusEnum": "onboarding.models.KycApplication.Status",
         "EvidenceKindEnum": "onboarding.models.Evidence.Kind",
+        "ClientStatusEnum": "clients.models.Client.Status",
+        "CredentialStatusEnum": "clients.models.ClientCredential.Status",
+        "CredentialKindEnum": "clients.models.ClientCredential.Kind",
+        "IntakeStatusEnum": "clients.models.ClientIntake.Status",
     },
-    "OAUTH2_SCOPES": {"portal": "Manage your organisations' onboarding on your behalf"},
+    "OAUTH2_SCOPES": {"portal": "Manage your organisations' onboarding and clients on your behalf"},
 }
 
 # Celery. Without REDIS_URL, kombu's filesystem transport needs no broker server; beat
@@ -391,6 +434,24 @@ CELERY_BEAT_SCHEDULE = {
     "onboarding-warn-expiring-certificates": {
         "task": "onboarding.tasks.evidence_warn_expiring_task",
         "schedule": crontab(hour=8, minute=15),
+    },
+    # Client credential lifecycle (bounded and idempotent; clients/services/credentials.py).
+    # The validator checks expires_at itself, so expiry here only records what already holds.
+    "clients-expire-credentials": {
+        "task": "clients.tasks.credentials_expire_due_task",
+        "schedule": crontab(minute="*/15"),
+    },
+    "clients-remind-expiring-credentials": {
+        "task": "clients.tasks.credentials_remind_expiring_task",
+        "schedule": crontab(hour=8, minute=30),
+    },
+    "clients-expire-unused-open-clients": {
+        "task": "clients.tasks.clients_expire_unused_open_task",
+        "schedule": crontab(hour=2, minute=40),
+    },
+    "clients-expire-initial-access-tokens": {
+        "task": "clients.tasks.initial_access_tokens_expire_task",
+        "schedule": crontab(hour=2, minute=50),
     },
 }
 

@@ -27,10 +27,12 @@ def validate_public_jwk(jwk: Any) -> dict[str, Any]:
         raise DomainError(f"alg {jwk['alg']!r} is not allowed for {kty} keys; use {' or '.join(ALLOWED[kty])}")
     try:
         key = JWK(**jwk)
+        # jwcrypto builds the key lazily: an impossible modulus or point fails only here.
+        op_key = key.get_op_key("verify")
     except (JWException, ValueError, TypeError) as exc:
         raise DomainError(f"malformed JWK: {exc}") from exc
     if kty == "RSA":
-        bits = key.get_op_key("verify").key_size
+        bits = op_key.key_size
         if bits < MIN_RSA_BITS:
             raise DomainError(f"RSA keys must be at least {MIN_RSA_BITS} bits; this one has {bits}")
     elif jwk.get("crv") != "P-256":

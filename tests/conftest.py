@@ -26,6 +26,16 @@ REDIRECT_URI = "https://rp.example.org/callback"
 _KEY_POOL: dict[str, list[Any]] = {}
 
 
+def pytest_configure(config):
+    """Hash test users' passwords cheaply (Django's testing advice): PBKDF2 at full strength
+    made creating and signing in a user cost over a second under the parallel suite. The
+    production hashers stay behind it, so their hashes still verify."""
+    django_settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+        *django_settings.PASSWORD_HASHERS,
+    ]
+
+
 @pytest.fixture(autouse=True)
 def _fresh_keyring(monkeypatch):
     """Each test sees the signing keys of its own database, not a previous test's.

@@ -104,3 +104,15 @@ class EvidenceFactory(factory.django.DjangoModelFactory):
     sha256 = factory.LazyAttribute(lambda e: hashlib.sha256(bytes(e.content)).hexdigest())
     size = factory.LazyAttribute(lambda e: len(e.content))
     extracted = factory.LazyFunction(lambda: {"document": "kvk_extract", "format": "PDF"})
+
+
+class ScopeFactory(factory.django.DjangoModelFactory):
+    """A catalogue scope (authserver.models.Scope); medium risk unless told otherwise."""
+
+    class Meta:
+        model = "authserver.Scope"
+        django_get_or_create = ("name",)
+
+    name = factory.Sequence(lambda n: f"api{n}:read")
+    description = factory.LazyAttribute(lambda s: f"Read access ({s.name})")
+    risk_level = "medium"

@@ -21,7 +21,7 @@ import jwt as pyjwt
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Min
+from django.db.models import Min, Q
 from django.utils import timezone
 from jwcrypto import jwk as jwcrypto_jwk
 from jwcrypto import jwt as jwcrypto_jwt
@@ -30,6 +30,7 @@ from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
 from authserver import mtls
+from clients import jwks_uri as client_jwks_uri
 from clients.models import Client, ClientCredential
 
 from . import claims as oidc_claims
@@ -238,17 +239,32 @@ class Validator(OAuth2Validator):
         credentials = [
             credential
             for credential in ClientCredential.objects.filter(
-                client=client, kind=ClientCredential.Kind.PUBLIC_KEY, status__in=ClientCredential.USABLE_STATUSES
+                client=client,
+                kind__in=(ClientCredential.Kind.PUBLIC_KEY, ClientCredential.Kind.JWKS_URI),
+                status__in=ClientCredential.USABLE_STATUSES,
             )
             if credential.is_usable()
         ]
+        # Each key beside the credential it came from: registered JWKs, and (RFC 7591 §2) the
+        # keys served at a jwks_uri, read from the cache (one GET); a kid found nowhere may
+        # refetch, at most once per AUTHSERVER_JWKS_URI_MIN_CACHE_SECONDS (key rollover).
+        keyed = [
+            (credential, credential.public_jwk)
+            for credential in credentials
+            if credential.kind == ClientCredential.Kind.PUBLIC_KEY and credential.public_jwk
+        ]
+        if peeked.kid is None or all(jwk.get("kid") != peeked.kid for _, jwk in keyed):
+            for credential in credentials:
+                if credential.kind == ClientCredential.Kind.JWKS_URI:
+                    served = client_jwks_uri.signing_keys(credential.jwks_uri, kid=peeked.kid)
+                    keyed.extend((credential, jwk) for jwk in served)
         verify_assertion(
             assertion,
             peeked=peeked,
-            jwks=[credential.public_jwk for credential in credentials if credential.public_jwk],
+            jwks=[jwk for _, jwk in keyed],
             audiences=self._assertion_audiences(request),
         )
-        used = [c for c in credentials if peeked.kid is None or (c.public_jwk or {}).get("kid") == peeked.kid]
+        used = [credential for credential, jwk in keyed if peeked.kid is None or jwk.get("kid") == peeked.kid]
         for credential in used[:1]:
             self._touch(credential)
         return client
@@ -270,6 +286,27 @@ class Validator(OAuth2Validator):
         now = timezone.now()
         if credential.last_used_at is None or credential.last_used_at < now - timedelta(hours=1):
             ClientCredential.objects.filter(pk=credential.pk).update(last_used_at=now)
+
+    @staticmethod
+    def _touch_client(client: Client) -> None:
+        """Client.last_used_at at hour precision (unused open clients expire by it): at most one
+        UPDATE an hour per client, public clients included.
+
+        Run after the token transaction commits: inside it, this row lock would follow the
+        credential's (``_touch``), the reverse of client_credential_rotate's order (client, then
+        credentials), and the two could deadlock.
+        """
+        now = timezone.now()
+        stale = now - timedelta(hours=1)
+        if client.last_used_at is not None and client.last_used_at >= stale:
+            return
+        client.last_used_at = now
+        transaction.on_commit(
+            lambda: Client.objects.filter(
+                Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale), pk=client.pk
+            ).update(last_used_at=now),
+            robust=True,
+        )
 
     # ---- grants, response types, scopes, redirects ------------------------------------
 
@@ -453,6 +490,8 @@ class Validator(OAuth2Validator):
         if signed_exp is not None:
             expires = datetime.fromtimestamp(signed_exp, tz=UTC)
         access_token = super()._create_access_token(expires, request, token, source_refresh_token)
+        if isinstance(request.client, Client):
+            self._touch_client(request.client)
         if request.grant_type == "authorization_code" and isinstance(request.code, str):
             cache.set(_used_code_key(request.code), {"access_token": access_token.pk}, timeout=USED_CODE_TTL)
         return access_token

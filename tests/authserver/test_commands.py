@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from jwcrypto.jwk import JWK
 
-from authserver.models import AuditEvent, SigningKey
+from authserver.models import AuditEvent, Scope, SigningKey
 from authserver.oauth.client_auth import hash_client_secret
 from clients.models import Client, ClientCredential
 from onboarding.models import Organisation
@@ -50,6 +50,7 @@ def counts() -> dict[str, int]:
         "credentials": ClientCredential.objects.count(),
         "users": User.objects.count(),
         "signing_keys": SigningKey.objects.count(),
+        "scopes": Scope.objects.count(),
         "audit_events": AuditEvent.objects.count(),
     }
 
@@ -388,6 +389,9 @@ def test_bootstrap_makes_a_fresh_installation_usable(settings):
     assert stdout.count(secret) == 2  # the line and the curl example, this once
     assert credential.secret_hash == hash_client_secret(secret)
     assert secret not in row_text(credential)
+    # A catalogue to register against: one scope open registration may get, one needing review.
+    assert set(Scope.objects.filter(open_registration=True).values_list("name", flat=True)) == {"demo:read"}
+    assert Scope.objects.get(name="demo:admin").requires_approval
 
 
 def test_bootstrap_twice_creates_nothing_new():

@@ -28,6 +28,7 @@ from oauth2_provider.models import Grant
 from authserver.celery import app
 from authserver.models import SigningKey
 from authserver.tasks import clear_expired_tokens_task, rotate_signing_keys_task
+from clients import tasks as clients_tasks
 from onboarding import tasks as onboarding_tasks
 
 from ..conftest import REDIRECT_URI
@@ -119,7 +120,18 @@ def test_the_beat_schedule_names_tasks_the_worker_has():
         onboarding_tasks.invitations_expire_task.name,
         onboarding_tasks.evidence_warn_expiring_task.name,
     }
-    assert scheduled == {clear_expired_tokens_task.name, rotate_signing_keys_task.name, *onboarding_lifecycle}
+    clients_lifecycle = {
+        clients_tasks.credentials_expire_due_task.name,
+        clients_tasks.credentials_remind_expiring_task.name,
+        clients_tasks.clients_expire_unused_open_task.name,
+        clients_tasks.initial_access_tokens_expire_task.name,
+    }
+    assert scheduled == {
+        clear_expired_tokens_task.name,
+        rotate_signing_keys_task.name,
+        *onboarding_lifecycle,
+        *clients_lifecycle,
+    }
     assert scheduled <= set(app.tasks)
 
 

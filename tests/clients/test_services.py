@@ -66,6 +66,8 @@ def test_create_registers_a_confidential_client_and_audits_it(organisation):
         "grant_type": "client_credentials",
         "auth_method": "client_secret_basic",
         "scopes": ["orders:read", "orders:write"],
+        "mode": "manual",
+        "status": "active",
     }
 
 
@@ -343,3 +345,23 @@ def test_a_suspended_client_is_not_usable(cc_basic):
     Client.objects.filter(pk=cc_basic.client.pk).update(status=Client.Status.SUSPENDED)
 
     assert not Client.objects.get(pk=cc_basic.client.pk).is_usable(None)
+
+
+@pytest.mark.parametrize("final", ["revoke", "reject"])
+def test_a_client_that_ended_gets_no_new_credential(organisation, final):
+    from clients.services import client_credential_add_public_key, client_credential_issue_secret
+
+    client = client_create(
+        organisation=organisation, name="x", grant_type="client_credentials", auth_method="client_secret_basic"
+    )
+    if final == "revoke":
+        client_revoke(client_id=client.pk)
+    else:
+        Client.objects.filter(pk=client.pk).update(status=Client.Status.REJECTED)
+    client.refresh_from_db()
+
+    with pytest.raises(DomainError, match=f"is {client.status}"):
+        client_credential_issue_secret(client=client)
+    with pytest.raises(DomainError, match="no new credential"):
+        client_credential_add_public_key(client=client, jwk={"kty": "RSA"})
+    assert not client.credentials.exclude(status="revoked").exists()

@@ -22,6 +22,18 @@ from onboarding.models import Organisation
 from onboarding.services import organisation_create
 
 DEMO_CLIENT_ID = "demo-service"
+# A small scope catalogue so the portal and open registration have something to offer.
+DEMO_SCOPES: list[dict[str, Any]] = [
+    {"name": "demo:read", "description": "Read the demo API", "risk_level": "low", "open_registration": True},
+    {"name": "demo:write", "description": "Change data in the demo API", "risk_level": "medium"},
+    {
+        "name": "demo:admin",
+        "description": "Administer the demo API",
+        "risk_level": "high",
+        "min_trust_level": "substantial",
+        "requires_approval": True,
+    },
+]
 
 
 class Command(BaseCommand):
@@ -38,7 +50,14 @@ class Command(BaseCommand):
             return
         issuer = settings.AUTHSERVER_ISSUER
         self._admin(issuer)
+        self._demo_scopes()
         self._demo_client(issuer)
+
+    def _demo_scopes(self) -> None:
+        from authserver.models import Scope
+
+        for row in DEMO_SCOPES:
+            Scope.objects.get_or_create(name=row["name"], defaults=row)
 
     def _admin(self, issuer: str) -> None:
         User = get_user_model()

@@ -20,8 +20,9 @@ from authserver.errors import DomainError
 from authserver.oauth.client_auth import generate_client_secret, hash_client_secret
 from onboarding.models import Organisation
 
-from .keys import validate_public_jwk
-from .models import Client, ClientCredential
+from .. import jwks_uri as remote
+from ..keys import validate_public_jwk
+from ..models import Client, ClientCredential
 
 GRANT_TYPES = {
     "authorization_code": Client.GRANT_AUTHORIZATION_CODE,
@@ -43,6 +44,15 @@ def _validation_message(exc: ValidationError) -> str:
     return " ".join(exc.messages)
 
 
+# A client in one of these states gets no new credential: it can never use one again.
+CREDENTIAL_FINAL_STATUSES = (Client.Status.REVOKED, Client.Status.REJECTED, Client.Status.EXPIRED)
+
+
+def _refuse_final(client: Client) -> None:
+    if client.status in CREDENTIAL_FINAL_STATUSES:
+        raise DomainError(f"client {client.client_id} is {client.status}; it gets no new credential")
+
+
 @transaction.atomic
 def client_create(
     *,
@@ -58,6 +68,8 @@ def client_create(
     environment: str = Client.Environment.PRODUCTION,
     is_resource_server: bool = False,
     subject_type: str = Client.SubjectType.PUBLIC,
+    status: str = Client.Status.ACTIVE,
+    metadata: dict[str, Any] | None = None,
     actor: Any = None,
 ) -> Client:
     """Register a client with one grant type (OAUTH-NL §3.1.1). Defaults to private_key_jwt."""
@@ -85,6 +97,10 @@ def client_create(
         environment=environment,
         is_resource_server=is_resource_server,
         subject_type=subject_type,
+        status=status,
+        # RFC 7591 metadata and provenance: software_id, software_version, client_uri, contacts,
+        # software_statement_issuer, allowlist_entry, created_by.
+        **(metadata or {}),
     )
     if client_id is not None:
         client.client_id = client_id
@@ -98,7 +114,13 @@ def client_create(
         actor=actor,
         target=client,
         organisation=organisation,
-        data={"grant_type": grant_type, "auth_method": auth_method, "scopes": client.scopes},
+        data={
+            "grant_type": grant_type,
+            "auth_method": auth_method,
+            "scopes": client.scopes,
+            "mode": registration_mode,
+            "status": status,
+        },
     )
     return client
 
@@ -108,6 +130,7 @@ def client_credential_issue_secret(
     *, client: Client, secret: str | None = None, expires_at: datetime | None = None, actor: Any = None
 ) -> IssuedSecret:
     """Issue a client secret; only its keyed hash is stored, the clear value is returned once."""
+    _refuse_final(client)
     if not client.uses_client_secret:
         raise DomainError(
             f"client {client.client_id} authenticates with {client.token_endpoint_auth_method}, not a secret"
@@ -142,9 +165,12 @@ def client_credential_add_public_key(
     *, client: Client, jwk: dict[str, Any], expires_at: datetime | None = None, actor: Any = None
 ) -> ClientCredential:
     """Register a public key for private_key_jwt (RFC 7523); private members are refused."""
+    _refuse_final(client)
     if client.token_endpoint_auth_method != Client.AuthMethod.PRIVATE_KEY_JWT:
         raise DomainError(f"client {client.client_id} does not authenticate with private_key_jwt")
     public = validate_public_jwk(jwk)
+    if _key_kinds_conflict(client, ClientCredential.Kind.PUBLIC_KEY):
+        raise DomainError("the client publishes its keys at a jwks_uri; jwks and jwks_uri are never both used")
     if ClientCredential.objects.filter(
         client=client,
         kind=ClientCredential.Kind.PUBLIC_KEY,
@@ -196,6 +222,7 @@ def client_credential_add_certificate(
     ``tls_client_auth_subject_dn``) or the certificate; the one presented must chain to the
     proxy's trust store and carry that DN, or be that certificate.
     """
+    _refuse_final(client)
     if not client.uses_mtls:
         raise DomainError(f"client {client.client_id} does not authenticate with mutual TLS")
     if bool(certificate_pem) == bool(subject_dn):
@@ -264,7 +291,9 @@ def client_credential_revoke(*, credential_id: int, actor: Any = None) -> Client
 @transaction.atomic
 def client_revoke(*, client_id: int, actor: Any = None) -> Client:
     """Revoke a client: its credentials and every token it holds stop working at once."""
-    client = Client.objects.select_for_update().select_related("organisation").get(pk=client_id)
+    client = (
+        Client.objects.select_for_update(no_key=True, of=("self",)).select_related("organisation").get(pk=client_id)
+    )
     client.transition_to(Client.Status.REVOKED)
     client.save(update_fields=["status", "updated"])
     now = timezone.now()
@@ -294,7 +323,9 @@ def _revoke_client_tokens(client: Client) -> int:
 @transaction.atomic
 def client_suspend(*, client_id: int, actor: Any = None, reason: str = "") -> Client:
     """Suspend an active client: it gets no tokens and the ones it holds are revoked. Credentials stay."""
-    client = Client.objects.select_for_update().select_related("organisation").get(pk=client_id)
+    client = (
+        Client.objects.select_for_update(no_key=True, of=("self",)).select_related("organisation").get(pk=client_id)
+    )
     client.transition_to(Client.Status.SUSPENDED)
     client.save(update_fields=["status", "updated"])
     revoked = _revoke_client_tokens(client)
@@ -303,7 +334,7 @@ def client_suspend(*, client_id: int, actor: Any = None, reason: str = "") -> Cl
         actor=actor,
         target=client,
         organisation=client.organisation,
-        data={"client_id": client.client_id, "reason": reason, "tokens_revoked": revoked},
+        data={"client_id": client.client_id, "reason": reason, "revoked_count": revoked},
     )
     return client
 
@@ -333,3 +364,100 @@ def clients_deactivate_for_organisation(
 
 def expires_in_days(days: int | None) -> datetime | None:
     return timezone.now() + timedelta(days=days) if days else None
+
+
+@transaction.atomic
+def client_reinstate(*, client_id: int, actor: Any, reason: str = "") -> Client:
+    """Make a suspended client active again; its credentials work again, its revoked tokens do not."""
+    client = (
+        Client.objects.select_for_update(no_key=True, of=("self",)).select_related("organisation").get(pk=client_id)
+    )
+    if client.status == Client.Status.SUSPENDED and not client.organisation.is_active:
+        raise DomainError(f"the organisation is {client.organisation.status}; reinstate the organisation first")
+    client.transition_to(Client.Status.ACTIVE)
+    client.save(update_fields=["status", "updated"])
+    audit_record(
+        "client.reinstated",
+        actor=actor,
+        target=client,
+        organisation=client.organisation,
+        data={"client_id": client.client_id, "reason": reason},
+    )
+    return client
+
+
+# ---- jwks_uri (RFC 7591 §2) ------------------------------------------------------------------
+
+_OTHER_KEY_KIND: dict[str, str] = {
+    ClientCredential.Kind.PUBLIC_KEY: ClientCredential.Kind.JWKS_URI,
+    ClientCredential.Kind.JWKS_URI: ClientCredential.Kind.PUBLIC_KEY,
+}
+
+
+def _key_kinds_conflict(client: Client, kind: str) -> bool:
+    """RFC 7591 §2: keys come as ``jwks`` or as ``jwks_uri``, never both.
+
+    True when adding a credential of ``kind`` would make both kinds usable outside a rotation:
+    the client has an *active* credential of the other kind. An ``expiring`` one is a rotation
+    overlap (docs/decisions/0004), so a rotation from jwks to jwks_uri (or back) marks the old
+    credentials expiring first and then adds the new kind.
+    """
+    other = _OTHER_KEY_KIND.get(kind)
+    if other is None:
+        return False
+    return (
+        ClientCredential.objects.filter(client=client, kind=other, status=ClientCredential.Status.ACTIVE)
+        .exclude(expires_at__lte=timezone.now())
+        .exists()
+    )
+
+
+def client_credential_add_jwks_uri(
+    *, client: Client, jwks_uri: str, expires_at: datetime | None = None, actor: Any = None
+) -> ClientCredential:
+    """Register a jwks_uri for private_key_jwt: SSRF-checked and fetched once; it must serve a valid key."""
+    _refuse_final(client)
+    if client.token_endpoint_auth_method != Client.AuthMethod.PRIVATE_KEY_JWT:
+        raise DomainError(f"client {client.client_id} does not authenticate with private_key_jwt")
+    target = remote.check_uri(jwks_uri)
+    _refuse_jwks_uri(client, target.uri)
+    # The fetch happens outside the transaction: no row lock is held while a remote server answers.
+    fetched = remote.fetch_target(target)
+    with transaction.atomic():
+        # Serialises with rotations and other adds (same lock as client_credential_rotate), not
+        # with token requests, which hold only a key-share lock on the client row.
+        client = Client.objects.select_for_update(no_key=True).select_related("organisation").get(pk=client.pk)
+        _refuse_jwks_uri(client, target.uri)
+        credential = ClientCredential.objects.create(
+            client=client,
+            kind=ClientCredential.Kind.JWKS_URI,
+            jwks_uri=target.uri,
+            hint=target.host[-8:],
+            expires_at=expires_at,
+        )
+        audit_record(
+            "client.credential.issued",
+            actor=actor,
+            target=credential,
+            organisation=client.organisation,
+            data={
+                "client_id": client.client_id,
+                "kind": "jwks_uri",
+                "jwks_uri": target.redacted,
+                "kids": [key["kid"] for key in fetched.keys],
+            },
+        )
+    remote.remember(target.uri, fetched)
+    return credential
+
+
+def _refuse_jwks_uri(client: Client, uri: str) -> None:
+    if _key_kinds_conflict(client, ClientCredential.Kind.JWKS_URI):
+        raise DomainError(
+            "the client has keys registered as jwks; jwks and jwks_uri are never both used (RFC 7591 §2): "
+            "rotate or revoke those keys first"
+        )
+    if ClientCredential.objects.filter(
+        client=client, kind=ClientCredential.Kind.JWKS_URI, jwks_uri=uri, status__in=ClientCredential.USABLE_STATUSES
+    ).exists():
+        raise DomainError("the client has this jwks_uri registered already")
