@@ -5,6 +5,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from clients import dcr
+
 from .oauth import views as oauth
 from .views import healthz, home, metrics, readyz
 
@@ -16,6 +18,9 @@ oauth_patterns = [
     path("userinfo", oauth.UserInfoView.as_view(), name="user-info"),
     path("logout", oauth.LogoutView.as_view(), name="rp-initiated-logout"),
     path("jwks", oauth.jwks, name="jwks-info"),
+    # RFC 7591 / RFC 7592 dynamic registration (clients/dcr.py).
+    path("register", dcr.RegistrationView.as_view(), name="register"),
+    path("register/<str:client_id>", dcr.RegistrationManagementView.as_view(), name="register-client"),
 ]
 
 urlpatterns = [
@@ -26,11 +31,14 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/", include("onboarding.account_urls")),
+    # Before onboarding's portal: the client pages live under its organisation pages.
+    path("portal/", include(("clients.urls", "portal-clients"))),
     path("portal/", include("onboarding.urls")),
     path("accounts/2fa/", include("authserver.twofactor.urls")),
     path("admin/", admin.site.urls),
     # Each layer's API first; the kernel's api/ routes end in a catch-all 404 problem.
     path("api/v1/", include("onboarding.api.urls")),
+    path("api/v1/", include("clients.api.urls")),
     path("api/", include("authserver.api.urls")),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),

@@ -315,6 +315,8 @@ def metadata() -> dict[str, Any]:
         "introspection_endpoint": f"{backchannel}/oauth/introspect",
         "revocation_endpoint": f"{backchannel}/oauth/revoke",
         "end_session_endpoint": f"{issuer}/oauth/logout",
+        # RFC 7591 §3 / RFC 8414 §2: dynamic registration, on the back channel (deploy/nginx/).
+        "registration_endpoint": f"{backchannel}/oauth/register",
         "scopes_supported": scopes,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],

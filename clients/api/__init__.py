@@ -1,0 +1,1 @@
+"""The clients REST API for organisation members (/api/v1/), on the kernel in authserver/api."""
