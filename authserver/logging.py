@@ -1,6 +1,7 @@
 """Logging filters: the request id on every line, and a last line of defence for secrets.
 
-JsonFormatter writes one JSON object a line (LOG_FORMAT=json, the production default).
+JsonFormatter writes one JSON object a line (LOG_FORMAT=json, the production default);
+RedactingFormatter the plain line. Both redact the exception text as well as the message.
 """
 
 from __future__ import annotations
@@ -55,6 +56,14 @@ class RedactSecretsFilter(logging.Filter):
         if redacted != message:
             record.msg, record.args = redacted, None
         return True
+
+
+class RedactingFormatter(logging.Formatter):
+    """The plain one-line format, redacted as a whole: RedactSecretsFilter sees only the
+    message, and a traceback (an exception's text, ``exc_info``) may carry a credential too."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):

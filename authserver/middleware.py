@@ -21,6 +21,7 @@ from django.utils.cache import patch_vary_headers
 from . import metrics
 from .context import RequestContext, reset_request_context, set_request_context
 from .endpoints import CORS_ALLOW_LIST, NO_STORE, OPEN_DOCUMENTS, endpoint_family
+from .network import client_address
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -28,8 +29,8 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 class RequestContextMiddleware:
     """Gives every request an id (echoed as X-Request-ID) for logs and the audit log.
 
-    The caller address is the socket peer; trusting X-Forwarded-For from configured proxies
-    is the network-zone issue's work.
+    The caller address is the socket peer, or what X-Forwarded-For says when that peer is a
+    trusted proxy (authserver.network.client_address).
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -38,7 +39,7 @@ class RequestContextMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.headers.get("X-Request-ID", "")
         request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        token = set_request_context(RequestContext(request_id=request_id, ip_address=request.META.get("REMOTE_ADDR")))
+        token = set_request_context(RequestContext(request_id=request_id, ip_address=client_address(request)))
         try:
             response = self.get_response(request)
         finally:

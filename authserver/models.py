@@ -5,11 +5,13 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from clients.models import Client
 from onboarding.models import Organisation
 
 from .audit import AuditEvent
+from .ratelimit import validate_limit
 
-__all__ = ["AuditEvent", "SigningKey"]
+__all__ = ["ApiResource", "AuditEvent", "Endpoint", "NetworkZone", "RateLimitTier", "Scope", "SigningKey"]
 
 
 class SigningKey(models.Model):
@@ -94,6 +96,11 @@ class Scope(models.Model):
     open_registration = models.BooleanField(
         default=False, help_text="Open (unreviewed, dynamic) registration may get it; only for low-risk scopes"
     )
+    # The API it belongs to; a token for one API (RFC 8707 resource) carries only its scopes.
+    api = models.ForeignKey("ApiResource", null=True, blank=True, on_delete=models.PROTECT, related_name="scopes")
+    allowed_zones = models.ManyToManyField(
+        "NetworkZone", blank=True, related_name="scopes", help_text="Network zones it may be used from; empty: any"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -105,6 +112,120 @@ class Scope(models.Model):
                 name="scope_open_registration_low_risk_only",
             ),
         ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ApiResource(models.Model):
+    """An API whose access this server decides: its audience (RFC 8707), owner and token shape."""
+
+    class TokenFormat(models.TextChoices):
+        JWT = "jwt", "JWT (RFC 9068)"
+        OPAQUE = "opaque", "Opaque (introspect it)"
+
+    name = models.CharField(max_length=255, unique=True)
+    slug = models.SlugField(max_length=100, unique=True, help_text="Its address in the catalogue: /apis/<slug>/")
+    description = models.TextField(blank=True, default="")
+    audience = models.CharField(
+        max_length=512, unique=True, help_text="RFC 8707 resource indicator: an absolute URI, no fragment"
+    )
+    owner = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="apis")
+    token_format = models.CharField(max_length=8, choices=TokenFormat.choices, default=TokenFormat.JWT)
+    access_token_lifetime = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Seconds; empty: the server's lifetime for the grant"
+    )
+    documentation_url = models.URLField(max_length=2048, blank=True, default="")
+    # OAUTH-NL: resource servers introspect with credentials of their own, only for their APIs.
+    introspectors = models.ManyToManyField(
+        "clients.Client",
+        blank=True,
+        related_name="introspectable_apis",
+        help_text="Resource-server clients that may introspect tokens for this API",
+    )
+    published = models.BooleanField(default=True, help_text="Listed in the public catalogue (/apis/)")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Endpoint(models.Model):
+    """One operation of an API and the scopes it needs (OAUTH-NL §4: documented per endpoint)."""
+
+    class Method(models.TextChoices):
+        GET = "GET"
+        POST = "POST"
+        PUT = "PUT"
+        PATCH = "PATCH"
+        DELETE = "DELETE"
+        HEAD = "HEAD"
+        OPTIONS = "OPTIONS"
+
+    api = models.ForeignKey(ApiResource, on_delete=models.CASCADE, related_name="endpoints")
+    method = models.CharField(max_length=8, choices=Method.choices)
+    path = models.CharField(max_length=1024, help_text="As in the OpenAPI document: /orders/{id}")
+    summary = models.CharField(max_length=512, blank=True, default="")
+    required_scopes = models.ManyToManyField(Scope, blank=True, related_name="endpoints")
+
+    class Meta:
+        ordering = ["api", "path", "method"]
+        constraints = [models.UniqueConstraint(fields=["api", "method", "path"], name="endpoint_unique_operation")]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+class NetworkZone(models.Model):
+    """A named network (internet, Diginetwerk, a closed government network) in one environment."""
+
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True, default="")
+    environment = models.CharField(
+        max_length=16, choices=Client.Environment.choices, default=Client.Environment.PRODUCTION
+    )
+    cidrs = models.JSONField(default=list, help_text="IPv4/IPv6 networks in CIDR notation")
+    clients = models.ManyToManyField(
+        "clients.Client",
+        blank=True,
+        related_name="network_zones",
+        help_text="Clients bound to this zone: they get tokens only from an address in one of their zones",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["environment", "name"]
+        constraints = [models.UniqueConstraint(fields=["name", "environment"], name="network_zone_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.environment})"
+
+
+class RateLimitTier(models.Model):
+    """Request budgets an admin assigns to clients or organisations (limits' syntax: "600/minute")."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True, default="")
+    token_rate = models.CharField(max_length=64, default="600/minute", validators=[validate_limit])
+    introspection_rate = models.CharField(max_length=64, default="6000/minute", validators=[validate_limit])
+    organisation_token_rate = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        validators=[validate_limit],
+        help_text="All clients of an organisation together; empty: no limit",
+    )
+    clients = models.ManyToManyField("clients.Client", blank=True, related_name="rate_limit_tiers")
+    organisations = models.ManyToManyField(Organisation, blank=True, related_name="rate_limit_tiers")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name

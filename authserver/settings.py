@@ -189,6 +189,11 @@ if env.bool("AUTHSERVER_BEHIND_TLS_PROXY", default=False):
 # (mutual TLS, RFC 8705: X-SSL-Client-Cert and X-SSL-Client-Verify from nginx's back channel).
 # From any other peer the headers are dropped. Empty: no mutual TLS.
 AUTHSERVER_TRUSTED_PROXIES = env.list("AUTHSERVER_TRUSTED_PROXIES", default=[])
+# The same proxies' X-Forwarded-For gives the caller's address (network zones, audit, rate
+# limits; authserver/network.py). Seconds the issuance policy's catalogue facts (scope rules,
+# APIs, network zones) stay cached; every change to them through Django invalidates at once.
+# 0: read them from the database on every token request.
+AUTHSERVER_ISSUANCE_CACHE_SECONDS = env.int("AUTHSERVER_ISSUANCE_CACHE_SECONDS", default=30)
 # Origins whose scripts may call token, userinfo, revoke and introspect (CORS by allow-list,
 # ADR); discovery and the JWKS are open to every origin. Exact origins: https://app.example.nl
 AUTHSERVER_CORS_ALLOWED_ORIGINS = env.list("AUTHSERVER_CORS_ALLOWED_ORIGINS", default=[])
@@ -224,6 +229,14 @@ AUTHSERVER_SIGNING_KEY_PREPUBLISH_SECONDS = env.int("AUTHSERVER_SIGNING_KEY_PREP
 AUTHSERVER_SIGNING_KEY_RETENTION_SECONDS = env.int("AUTHSERVER_SIGNING_KEY_RETENTION_SECONDS", default=7 * 24 * 3600)
 AUTHSERVER_JWKS_MAX_AGE = env.int("AUTHSERVER_JWKS_MAX_AGE", default=3600)
 AUTHSERVER_DISCOVERY_MAX_AGE = env.int("AUTHSERVER_DISCOVERY_MAX_AGE", default=3600)
+# Introspection (RFC 7662; authserver/oauth/introspection.py, docs/decisions/0010): an active
+# answer is cached per resource server for at most half the token's remaining lifetime and never
+# longer than this; revocation drops it at once. 0: every call reads the database. Without
+# REDIS_URL the cache is one process's memory, where a revocation by the worker or a manage.py
+# command (another process) could not drop an answer: no caching by default then.
+AUTHSERVER_INTROSPECTION_CACHE_SECONDS = max(
+    0, env.int("AUTHSERVER_INTROSPECTION_CACHE_SECONDS", default=60 if REDIS_URL else 0)
+)
 
 # Client authentication. KP-AC: clients should not use secrets, so a deployment opts in.
 AUTHSERVER_CLIENT_SECRETS_ENABLED = env.bool("AUTHSERVER_CLIENT_SECRETS_ENABLED", default=not IS_PRODUCTION)
@@ -266,6 +279,28 @@ AUTHSERVER_SOFTWARE_STATEMENT_ISSUERS = env.json("AUTHSERVER_SOFTWARE_STATEMENT_
 # limits library ("20/hour", "5/minute;50/day"); empty: no limit (authserver/ratelimit.py).
 AUTHSERVER_REGISTRATION_RATE_LIMIT = env.str("AUTHSERVER_REGISTRATION_RATE_LIMIT", default="20/hour")
 
+# Rate limits (authserver/ratelimit.py, docs/operations.md "Rate limits"), same notation. Per
+# client, organisation and resource server these are the defaults a RateLimitTier overrides.
+AUTHSERVER_RATE_LIMIT_TOKEN = env.str("AUTHSERVER_RATE_LIMIT_TOKEN", default="300/minute")
+AUTHSERVER_RATE_LIMIT_ORGANISATION_TOKEN = env.str("AUTHSERVER_RATE_LIMIT_ORGANISATION_TOKEN", default="3000/minute")
+AUTHSERVER_RATE_LIMIT_TOKEN_PER_IP = env.str("AUTHSERVER_RATE_LIMIT_TOKEN_PER_IP", default="1200/minute")
+AUTHSERVER_RATE_LIMIT_INTROSPECTION = env.str("AUTHSERVER_RATE_LIMIT_INTROSPECTION", default="6000/minute")
+AUTHSERVER_RATE_LIMIT_INTROSPECTION_PER_IP = env.str(
+    "AUTHSERVER_RATE_LIMIT_INTROSPECTION_PER_IP", default="12000/minute"
+)
+AUTHSERVER_RATE_LIMIT_AUTHORIZE_PER_IP = env.str("AUTHSERVER_RATE_LIMIT_AUTHORIZE_PER_IP", default="300/minute")
+AUTHSERVER_RATE_LIMIT_LOGIN_PER_IP = env.str("AUTHSERVER_RATE_LIMIT_LOGIN_PER_IP", default="60/minute;1000/hour")
+AUTHSERVER_RATE_LIMIT_LOGIN_PER_USERNAME = env.str(
+    "AUTHSERVER_RATE_LIMIT_LOGIN_PER_USERNAME", default="10/minute;50/hour"
+)
+# Where the counters live: empty means REDIS_URL, else this process's memory.
+AUTHSERVER_RATE_LIMIT_STORAGE_URL = env.str("AUTHSERVER_RATE_LIMIT_STORAGE_URL", default="")
+AUTHSERVER_RATE_LIMIT_KEY_PREFIX = env.str("AUTHSERVER_RATE_LIMIT_KEY_PREFIX", default="authserver-ratelimit")
+# When the counter store is unreachable, per endpoint group (token, introspection, registration,
+# authorize, login): "open" lets requests through, "closed" answers 503. Unnamed groups keep
+# their default: token=closed, the others open. Example: token=closed,introspection=closed
+AUTHSERVER_RATE_LIMIT_FAILURE_MODE = env.dict("AUTHSERVER_RATE_LIMIT_FAILURE_MODE", default={})
+
 # Onboarding (layer 1): review cycle, lifecycle windows and evidence limits (onboarding/services.py).
 ONBOARDING_REVIEW_INTERVAL_DAYS = env.int("ONBOARDING_REVIEW_INTERVAL_DAYS", default=365)
 ONBOARDING_REVIEW_REMINDER_DAYS = env.int("ONBOARDING_REVIEW_REMINDER_DAYS", default=30)
@@ -283,6 +318,8 @@ OAUTH2_PROVIDER_APPLICATION_MODEL = "clients.Client"
 OAUTH2_PROVIDER = {
     "OIDC_ENABLED": True,
     "OIDC_ISS_ENDPOINT": AUTHSERVER_ISSUER,
+    # RFC 8707 at our own protected endpoints: userinfo accepts API-audienced tokens with openid.
+    "RESOURCE_SERVER_TOKEN_RESOURCE_VALIDATOR": "authserver.oauth.validator.token_audience_allows",
     "OIDC_RP_INITIATED_LOGOUT_ENABLED": True,
     "OIDC_RP_INITIATED_LOGOUT_ALWAYS_PROMPT": True,
     "OIDC_RP_INITIATED_LOGOUT_STRICT_REDIRECT_URIS": True,
@@ -466,7 +503,11 @@ LOGGING = {
         "redact": {"()": "authserver.logging.RedactSecretsFilter"},
     },
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        # Redacting: the filter sees only the message, not a traceback's text (docs/security.md).
+        "plain": {
+            "()": "authserver.logging.RedactingFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+        },
         "json": {"()": "authserver.logging.JsonFormatter"},
     },
     "handlers": {

@@ -7,6 +7,7 @@ from django.urls import include, path
 
 from clients import dcr
 
+from . import catalogue_views, ratelimit
 from .oauth import views as oauth
 from .views import healthz, home, metrics, readyz
 
@@ -28,18 +29,26 @@ urlpatterns = [
     path(".well-known/openid-configuration", oauth.discovery, name="openid-configuration"),
     path(".well-known/oauth-authorization-server", oauth.discovery, name="oauth-authorization-server"),
     path("oauth/", include((oauth_patterns, "oauth2_provider"))),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    # Sign-in attempts are limited per address and username (authserver/ratelimit.py).
+    path("accounts/login/", ratelimit.limit_login(auth_views.LoginView.as_view()), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/", include("onboarding.account_urls")),
     # Before onboarding's portal: the client pages live under its organisation pages.
     path("portal/", include(("clients.urls", "portal-clients"))),
     path("portal/", include("onboarding.urls")),
     path("accounts/2fa/", include("authserver.twofactor.urls")),
+    # Before admin.site.urls, which answers the same path (reverse("admin:login") still works).
+    path("admin/login/", ratelimit.limit_login(admin.site.login)),
     path("admin/", admin.site.urls),
     # Each layer's API first; the kernel's api/ routes end in a catch-all 404 problem.
     path("api/v1/", include("onboarding.api.urls")),
     path("api/v1/", include("clients.api.urls")),
+    path("api/v1/", include("authserver.api.catalogue_urls")),
     path("api/", include("authserver.api.urls")),
+    # The public API catalogue (open documents, like discovery).
+    path("apis/", catalogue_views.catalogue, name="catalogue"),
+    path("apis/<slug:slug>/", catalogue_views.catalogue_api, name="catalogue-api"),
+    path("apis.json", catalogue_views.catalogue_json, name="catalogue-json"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics, name="metrics"),

@@ -214,7 +214,9 @@ class RegistrationView(_JsonMethodsMixin, dot_dcr.DynamicClientRegistrationView)
             )
         if token is None:
             allowed, retry_after = ratelimit.hit(
-                settings.AUTHSERVER_REGISTRATION_RATE_LIMIT, "register", request.META.get("REMOTE_ADDR", "")
+                settings.AUTHSERVER_REGISTRATION_RATE_LIMIT,
+                "register",
+                ratelimit.address_key(ratelimit.caller_address(request)),
             )
             if not allowed:
                 return registration_error(

@@ -63,6 +63,22 @@ def _fresh_keyring(monkeypatch):
     keyring.clear()
 
 
+@pytest.fixture(autouse=True)
+def _own_rate_limit_counters(settings):
+    """Each test counts its requests apart (authserver/ratelimit.py): every test calls from
+    127.0.0.1, and the xdist workers share one Redis, so shared counters would leak between them."""
+    settings.AUTHSERVER_RATE_LIMIT_KEY_PREFIX = f"test-ratelimit-{uuid.uuid4().hex}"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_issuance_catalogue():
+    """Each test reads its own scope catalogue (authserver/oauth/issuance.py): a test's rows
+    are rolled back without the signals that would drop what it cached."""
+    from authserver.oauth import issuance
+
+    issuance.invalidate()
+
+
 @pytest.fixture
 def organisation(db):
     return OrganisationFactory()
@@ -192,6 +208,24 @@ def resource_server(organisation) -> RegisteredClient:
         scopes=[],
         is_resource_server=True,
     )
+
+
+@pytest.fixture
+def resource_server_api(organisation, resource_server):
+    """The API the ``resource_server`` fixture serves: it owns the orders scopes the client
+    fixtures hold, and lists that resource server among its introspectors, which introspection
+    requires (only for a resource server's own APIs, docs/decisions/0010-introspection.md).
+    With the scopes under an API, a token asked for them gets its audience (decision 0009)."""
+    from authserver.models import ApiResource, Scope
+
+    api, _ = ApiResource.objects.get_or_create(
+        audience="https://api.example.org/orders",
+        defaults={"name": "Orders", "slug": "orders", "owner": organisation},
+    )
+    api.introspectors.add(resource_server.client)
+    for name in ("orders:read", "orders:write"):
+        Scope.objects.update_or_create(name=name, defaults={"api": api, "risk_level": "low"})
+    return api
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import parse_qsl, unquote_plus
 
 import jwt as pyjwt
 from django.conf import settings
@@ -29,11 +29,14 @@ from oauth2_provider.models import get_access_token_model, get_grant_model, get_
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
-from authserver import mtls
+from authserver import mtls, ratelimit
+from authserver.network import client_address
+from authserver.policy import INVALID_SCOPE, INVALID_TARGET, IssuanceDecision, zone_binding_refusal
 from clients import jwks_uri as client_jwks_uri
 from clients.models import Client, ClientCredential
 
 from . import claims as oidc_claims
+from . import issuance
 from .client_auth import ASSERTION_TYPE, ClientAuthError, hash_client_secret, peek_assertion, verify_assertion
 from .keys import keyring
 
@@ -54,6 +57,23 @@ GRANTS_FOR_CLIENT = {
 }
 OIDC_SCOPES = {"openid", "profile", "email"}
 USED_CODE_TTL = 24 * 3600
+
+
+def token_audience_allows(request_uri: str, audiences: list[str]) -> bool:
+    """DOT's RFC 8707 check for tokens presented to this server's own protected endpoints.
+
+    A token for an API (``aud`` = its audience) that also carries ``openid`` must still work at
+    userinfo (OIDC Core §5.3): userinfo demands the ``openid`` scope itself, so its path is
+    allowed for every audience. Anything else keeps DOT's URL-prefix rule.
+    """
+    from urllib.parse import urlsplit
+
+    from django.urls import reverse
+    from oauth2_provider.oauth2_validators import validate_resource_as_url_prefix
+
+    if urlsplit(request_uri).path == reverse("oauth2_provider:user-info"):
+        return True
+    return bool(validate_resource_as_url_prefix(request_uri, audiences))
 
 
 def _code_acr_key(code: str) -> str:
@@ -122,7 +142,10 @@ class Validator(OAuth2Validator):
 
     def authenticate_client_id(self, client_id: Any, request: Any, *args: Any, **kwargs: Any) -> bool:
         client = self._load_application(client_id, request)
-        return client is not None and client.is_public
+        if client is None or not client.is_public:
+            return False
+        self._check_network_zones(client, request)
+        return True
 
     def authenticate_client(self, request: Any, *args: Any, **kwargs: Any) -> bool:
         """RFC 6749 §2.3 and RFC 7523 §2.2: exactly one method, the one the client registered."""
@@ -146,6 +169,7 @@ class Validator(OAuth2Validator):
         request.client = client
         request.client_id = client.client_id
         request.authenticated_with = method
+        self._check_network_zones(client, request)
         return True
 
     def _client_for_method(self, client_id: Any, method: str, request: Any) -> Client:
@@ -308,13 +332,111 @@ class Validator(OAuth2Validator):
             robust=True,
         )
 
+    # ---- issuance policy and network zones (docs/decisions/0009) -----------------------
+
+    @staticmethod
+    def _catalogue(request: Any) -> issuance.Snapshot:
+        """The catalogue facts this request reads, cached (issuance.py); one per request."""
+        snapshot = getattr(request, "_authserver_catalogue", None)
+        if snapshot is None:
+            snapshot = issuance.Snapshot()
+            request._authserver_catalogue = snapshot
+        return snapshot
+
+    def _zone_refusal(self, client: Client, request: Any) -> str | None:
+        """Why a client bound to network zones may not be served from this address, or None."""
+        catalogue = self._catalogue(request)
+        bound = catalogue.bound_zones(client.pk)
+        if not bound:
+            return None
+        address = client_address(request)
+        caller = catalogue.caller_zones(address, client.environment)
+        reason = zone_binding_refusal(address, bound, caller, client.environment)
+        if reason:
+            log.info("client %s refused outside its network zones", client.client_id)
+        return reason
+
+    def _check_network_zones(self, client: Client, request: Any) -> None:
+        """A client bound to zones authenticates only from an address in one of them (RFC 6749 §5.2)."""
+        reason = self._zone_refusal(client, request)
+        if reason:
+            raise errors.InvalidClientError(description=reason, request=request)
+
+    @staticmethod
+    def _at_authorization_endpoint(request: Any) -> bool:
+        return not request.grant_type and bool(request.response_type)
+
+    def _requested_resources(self, request: Any) -> list[str]:
+        """RFC 8707 resource indicators: DOT's normalisation at the token endpoint (with the
+        grant's or refresh token's resources); at the authorization endpoint every repeated
+        ``resource`` of the query (GET), or the list DOT took from the consent form (POST)."""
+        if not self._at_authorization_endpoint(request):
+            self._check_and_set_request_resource(request)
+            return list(request.resource or [])
+        resource = getattr(request, "resource", None)
+        if isinstance(resource, list):
+            return [value for value in resource if isinstance(value, str)]
+        if request.http_method == "GET":
+            query = parse_qsl(request.uri_query or "", keep_blank_values=True)
+            return [value for key, value in query if key == "resource"]
+        return [resource] if isinstance(resource, str) and resource.strip() else []
+
+    def _issuance(self, request: Any, scopes: list[str]) -> IssuanceDecision:
+        """Decide with the policy (authserver/policy.py) or raise its refusal.
+
+        Facts are the client's grant and environment, its organisation as it is now, the
+        caller's network zones and the catalogue rules, read once per request. The decision is
+        kept on the request: the token generator reads its audience, format and lifetime.
+        """
+        resources = self._requested_resources(request)
+        memo = getattr(request, "_authserver_issuance", None)
+        if memo is not None and memo[0] == (tuple(scopes), tuple(resources)):
+            decision: IssuanceDecision = memo[1]
+            return decision
+        from .tokens import default_access_token_lifetime
+
+        decision = issuance.decide(
+            client=request.client,
+            scopes=scopes,
+            resources=resources,
+            address=client_address(request),
+            default_lifetime=default_access_token_lifetime(request),
+            snapshot=self._catalogue(request),
+        )
+        if decision.error == INVALID_SCOPE:
+            raise errors.InvalidScopeError(description=decision.description, request=request)
+        if decision.error == INVALID_TARGET:
+            raise errors.CustomOAuth2Error(error=INVALID_TARGET, description=decision.description, request=request)
+        if decision.refused:
+            raise errors.InvalidClientError(description=decision.description, request=request)
+        request._authserver_issuance = ((tuple(scopes), tuple(resources)), decision)
+        return decision
+
+    def issuance_for_token(self, request: Any) -> IssuanceDecision:
+        """The decision for the token being minted, for every grant (refresh included: the
+        organisation may have changed since the first token); sets the token's resources
+        (RFC 8707, its ``aud``) to the APIs the decision chose."""
+        decision: IssuanceDecision | None = getattr(request, "_authserver_token_issuance", None)
+        if decision is None:
+            decision = self._issuance(request, list(request.scopes or []))
+            request.resource = list(decision.audiences)
+            request._authserver_token_issuance = decision
+        return decision
+
     # ---- grants, response types, scopes, redirects ------------------------------------
 
     def validate_grant_type(
         self, client_id: Any, grant_type: str, client: Client, request: Any, *a: Any, **k: Any
     ) -> bool:
-        """OAUTH-NL §3.1.1: one grant type per client (refresh belongs to authorization code)."""
-        return grant_type in GRANTS_FOR_CLIENT.get(client.authorization_grant_type, set())
+        """OAUTH-NL §3.1.1: one grant type per client (refresh belongs to authorization code).
+
+        oauthlib calls this on every grant right after client authentication, so it is where the
+        client's and its organisation's token budgets are spent (authserver/ratelimit.py; 429).
+        """
+        if grant_type not in GRANTS_FOR_CLIENT.get(client.authorization_grant_type, set()):
+            return False
+        ratelimit.enforce_token_budget(client, request)
+        return True
 
     def validate_response_type(
         self, client_id: Any, response_type: str, client: Client, request: Any, *a: Any, **k: Any
@@ -338,23 +460,37 @@ class Validator(OAuth2Validator):
     def validate_scopes(
         self, client_id: Any, scopes: list[str], client: Client, request: Any, *a: Any, **k: Any
     ) -> bool:
-        """The client gets only the scopes it was granted; a refusal names the scopes."""
-        allowed = set(client.scopes)
-        if client.authorization_grant_type == Client.GRANT_CLIENT_CREDENTIALS:
-            allowed -= OIDC_SCOPES  # no end user, so no OpenID Connect
-        refused = [scope for scope in scopes if scope not in allowed]
-        if refused:
-            raise errors.InvalidScopeError(
-                description=f"This client may not request: {' '.join(sorted(set(refused)))}.", request=request
-            )
+        """The issuance policy (docs/decisions/0009): every requested scope passes, or the
+        request fails with ``invalid_scope`` naming each refused scope and the rule (RFC 6749
+        §5.2; nothing is silently narrowed); resources are ``invalid_target`` (RFC 8707 §2).
+
+        At the authorization endpoint the caller is the user agent: a client bound to network
+        zones is refused (``access_denied``) outside them, and the policy runs there too, so
+        the consent screen shows only what can be granted. The token endpoint decides again.
+        """
+        if self._at_authorization_endpoint(request):
+            reason = self._zone_refusal(client, request)
+            if reason:
+                raise errors.AccessDeniedError(description=reason, request=request)
+        self._issuance(request, list(scopes))
         return True
 
     def get_default_scopes(self, client_id: Any, request: Any, *args: Any, **kwargs: Any) -> list[str]:
-        """RFC 6749 §3.3: without a scope parameter the client gets its granted scopes."""
+        """RFC 6749 §3.3: without a scope parameter the client gets its granted scopes; with a
+        resource indicator (RFC 8707 §2), only those of the requested APIs and those of no API."""
         client = request.client
         scopes = client.scopes if client else []
         if client and client.authorization_grant_type == Client.GRANT_CLIENT_CREDENTIALS:
             scopes = [scope for scope in scopes if scope not in OIDC_SCOPES]
+        if client and scopes:
+            resources = self._requested_resources(request)
+            if resources:
+                rules, _apis = self._catalogue(request).rules_and_apis(scopes, ())
+                scopes = [
+                    scope
+                    for scope in scopes
+                    if (rule := rules.get(scope)) is None or rule.api is None or rule.api.audience in resources
+                ]
         return scopes
 
     def validate_redirect_uri(self, client_id: Any, redirect_uri: str, request: Any, *args: Any, **kwargs: Any) -> bool:
@@ -407,6 +543,8 @@ class Validator(OAuth2Validator):
         if grant.claims:
             request.claims = json.loads(grant.claims)
         request.acr = cache.get(_code_acr_key(code)) or oidc_claims.ACR_LOW
+        # The policy again at the token endpoint: the organisation may have changed since consent.
+        self._issuance(request, request.scopes)
         return True
 
     def save_authorization_code(

@@ -6,23 +6,18 @@ is the protocol's JSON, never an HTML page or a 500.
 
 from __future__ import annotations
 
-import calendar
-import hashlib
 import json
 from collections.abc import Callable
-from datetime import timedelta
 from functools import wraps
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider import views as dot_views
-from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 from oauth2_provider.oauth2_backends import _add_iss_to_redirect as add_iss_to_redirect
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views.mixins import OAuthLibMixin
@@ -31,11 +26,13 @@ from oauthlib.oauth2.rfc6749 import errors
 
 from clients.models import Client
 
+from .. import ratelimit
 from ..endpoints import backchannel_base
 from ..middleware import allow_form_target
+from ..network import client_address
 from . import claims as oidc_claims
+from . import introspection, issuance
 from .keys import keyring
-from .validator import certificate_binding
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
@@ -126,6 +123,11 @@ class TokenView(ProtocolEndpointMixin, dot_views.TokenView):
     """RFC 6749 §3.2. DOT's view minus the device flow and the re-read of the token."""
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # Per caller address first; per client and organisation once the client is
+        # authenticated (Validator.validate_grant_type; authserver/ratelimit.py).
+        limited = ratelimit.token_request(request)
+        if not limited.allowed:
+            return ratelimit.oauth_response(request, limited, "token requests")
         problem = self.bad_request_shape(request)
         if problem is not None:
             return problem
@@ -178,6 +180,9 @@ class IntrospectView(ProtocolEndpointMixin, View):
     """RFC 7662. Only resource servers, with credentials of their own (OAUTH-NL), may ask."""
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        limited = ratelimit.introspection_request(request)
+        if not limited.allowed:
+            return ratelimit.oauth_response(request, limited, "introspection requests")
         problem = self.bad_request_shape(request)
         if problem is not None:
             return problem
@@ -187,77 +192,17 @@ class IntrospectView(ProtocolEndpointMixin, View):
         assert client is not None
         if not client.is_resource_server:
             return oauth_error("unauthorized_client", "This client is not registered as a resource server.", status=403)
+        limited = ratelimit.introspection_client(client)
+        if not limited.allowed:
+            return ratelimit.oauth_response(request, limited, "introspection requests")
         token = request.POST.get("token")
         if not token or "\x00" in token:
             return oauth_error("invalid_request", "The token parameter is required.")
-        hint = request.POST.get("token_type_hint")
-        lookups = (self._access_token, self._refresh_token)
-        if hint == "refresh_token":
-            lookups = (self._refresh_token, self._access_token)
-        checksum = hashlib.sha256(token.encode()).hexdigest()
-        for lookup in lookups:
-            answer = lookup(checksum, token)
-            if answer is not None:
-                return JsonResponse(answer)
-        return JsonResponse({"active": False})
-
-    @staticmethod
-    def _common(token: Any, token_type: str) -> dict[str, Any] | None:
-        application = token.application
-        if application is None or not application.is_usable(None):
-            return None
-        if token.user_id and not token.user.is_active:
-            return None  # a deactivated account's tokens are inactive at once
-        answer: dict[str, Any] = {
-            "active": True,
-            "iss": settings.AUTHSERVER_ISSUER,
-            "client_id": application.client_id,
-            "azp": application.client_id,
-            "token_type": token_type,
-            "iat": calendar.timegm(token.created.utctimetuple()),
-            "sub": oidc_claims.subject_for(token.user, application) if token.user_id else application.client_id,
-        }
-        if token.resource:
-            answer["aud"] = token.resource[0] if len(token.resource) == 1 else token.resource
-        return answer
-
-    def _access_token(self, checksum: str, raw: str) -> dict[str, Any] | None:
-        token = (
-            get_access_token_model()
-            .objects.select_related("application__organisation", "user")
-            .filter(token_checksum=checksum)
-            .first()
+        # Only for the caller's own APIs, cached, inactive at once when revoked (introspection.py).
+        answer = introspection.introspect(
+            caller=client, token=token, token_type_hint=request.POST.get("token_type_hint")
         )
-        if token is None or token.is_expired():
-            return None
-        answer = self._common(token, "Bearer")
-        if answer is not None:
-            answer["scope"] = token.scope
-            answer["exp"] = calendar.timegm(token.expires.utctimetuple())
-            bound = certificate_binding(raw)
-            if bound is not None:
-                # RFC 8705 §3.2: the resource server checks the binding against its own connection.
-                answer["cnf"] = {"x5t#S256": bound}
-        return answer
-
-    def _refresh_token(self, checksum: str, raw: str) -> dict[str, Any] | None:
-        token = (
-            get_refresh_token_model()
-            .objects.select_related("application__organisation", "user", "access_token")
-            .filter(token_checksum=checksum, revoked__isnull=True)
-            .first()
-        )
-        if token is None or token.access_token is None:
-            return None
-        idle_deadline = token.access_token.expires + timedelta(
-            seconds=settings.OAUTH2_PROVIDER["REFRESH_TOKEN_EXPIRE_SECONDS"]
-        )
-        if idle_deadline <= timezone.now():
-            return None
-        answer = self._common(token, "refresh_token")
-        if answer is not None:
-            answer["scope"] = token.access_token.scope
-        return answer
+        return JsonResponse(answer)
 
 
 @method_decorator([csrf_exempt, no_store], name="dispatch")
@@ -359,29 +304,53 @@ class AuthorizationView(dot_views.AuthorizationView):
 
     template_name = "oauth2_provider/authorize.html"
 
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        limited = ratelimit.authorize_request(request)
+        if not limited.allowed:
+            return ratelimit.html_response(request, limited, "authorization requests")
+        return super().dispatch(request, *args, **kwargs)
+
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         application = kwargs.get("application") or context.get("application")
         if isinstance(application, Client):
+            lifetime, resources = self._token_shape(application, kwargs)
             context["consent"] = {
                 "registered": application.get_registration_mode_display(),
                 "is_public": application.is_public,
                 "software_statement_issuer": application.software_statement_issuer,
                 "organisation": application.organisation,
-                "access_token_minutes": (
-                    settings.AUTHSERVER_PUBLIC_CLIENT_ACCESS_TOKEN_LIFETIME
-                    if application.is_public
-                    else settings.AUTHSERVER_ACCESS_TOKEN_LIFETIME
-                )
-                // 60,
+                "access_token_minutes": lifetime // 60,
                 "refresh_hours": settings.AUTHSERVER_REFRESH_TOKEN_ABSOLUTE_LIFETIME // 3600,
-                "resources": (kwargs.get("resource") or "").split(),
+                "resources": resources,
             }
         if kwargs.get("redirect_uri"):
             # Validated by oauthlib (registered, exact match): the consent form's POST is
             # answered with a redirect there, which CSP form-action must allow.
             allow_form_target(self.request, kwargs["redirect_uri"])
         return context
+
+    def _token_shape(self, application: Client, kwargs: dict[str, Any]) -> tuple[int, list[str]]:
+        """OAUTH-NL §3.1.4: the consent shows the resources and duration the token will have:
+        the issuance policy's (docs/decisions/0009; the validator already let the request pass)."""
+        lifetime = (
+            settings.AUTHSERVER_PUBLIC_CLIENT_ACCESS_TOKEN_LIFETIME
+            if application.is_public
+            else settings.AUTHSERVER_ACCESS_TOKEN_LIFETIME
+        )
+        resources = (kwargs.get("resource") or "").split()
+        decision = issuance.decide(
+            client=application,
+            scopes=kwargs.get("scopes") or [],
+            resources=resources,
+            address=client_address(self.request),
+            default_lifetime=lifetime,
+        )
+        if decision.refused:
+            return lifetime, resources
+        if application.is_public:
+            return min(lifetime, decision.access_token_lifetime), list(decision.audiences)
+        return decision.access_token_lifetime, list(decision.audiences)
 
     def error_response(self, error: Any, application: Any, **kwargs: Any) -> HttpResponse:
         oauthlib_error = getattr(error, "oauthlib_error", None)

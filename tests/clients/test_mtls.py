@@ -337,7 +337,7 @@ def test_mtls_client_with_a_secret_too_is_refused(client, organisation, pki_cert
 # ---- bound tokens: introspection and userinfo ----------------------------------------------------
 
 
-def test_introspection_returns_cnf(client, organisation, pki_cert, resource_server):
+def test_introspection_returns_cnf(client, organisation, pki_cert, resource_server, resource_server_api):
     registered = mtls_client(organisation, "tls_client_auth")
     client_credential_add_certificate(client=registered, subject_dn=pki_cert.subject_dn)
     access = cc_token(client, registered, pki_cert).json()["access_token"]
@@ -355,7 +355,7 @@ def test_introspection_returns_cnf(client, organisation, pki_cert, resource_serv
     assert body["cnf"] == {"x5t#S256": mtls.thumbprint(pki_cert.certificate)}
 
 
-def test_introspection_of_an_unbound_token_has_no_cnf(client, cc_basic, resource_server):
+def test_introspection_of_an_unbound_token_has_no_cnf(client, cc_basic, resource_server, resource_server_api):
     access = token_request(
         client, {"grant_type": "client_credentials"}, HTTP_AUTHORIZATION=basic(cc_basic.client_id, cc_basic.secret)
     ).json()["access_token"]

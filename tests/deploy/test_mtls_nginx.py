@@ -106,7 +106,7 @@ def bound_web_client(organisation, cert: ClientCert):
 
 @pytest.mark.usefixtures("trusted_nginx")
 def test_mtls_client_gets_a_certificate_bound_token_that_only_works_with_its_certificate(
-    mtls_nginx, client_pki, client, user, organisation, resource_server
+    mtls_nginx, client_pki, client, user, organisation, resource_server, resource_server_api
 ):
     orders, other = client_pki["certs"]["orders"], client_pki["certs"]["other"]
     registered = bound_web_client(organisation, orders)

@@ -123,7 +123,7 @@ def test_tokens_issued_by_grant_and_client_and_errors_by_code(client, cc_basic):
 
 
 @pytest.mark.django_db
-def test_introspections_by_result(client, cc_basic, resource_server):
+def test_introspections_by_result(client, cc_basic, resource_server, resource_server_api):
     token = token_request(client, cc_basic).json()["access_token"]
     auth = basic(resource_server.client_id, resource_server.secret)
     for value in (token, "not-a-token"):

@@ -104,7 +104,7 @@ def credential_row(page: Page, secret: str):
 
 
 def test_member_requests_a_client_admin_grants_part_and_the_secret_lives_its_life(
-    browser, page, live_server, issuer, resource_server, settings, screenshot
+    browser, page, live_server, issuer, resource_server, resource_server_api, settings, screenshot
 ):
     # --- set-up: catalogue, an active organisation with a member, an admin with 2FA -------------
     settings.AUTHSERVER_CLIENT_SECRETS_ENABLED = True

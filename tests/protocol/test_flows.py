@@ -23,7 +23,7 @@ from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from authlib.oidc.discovery import OpenIDProviderMetadata
 from joserfc.jwk import ECKey, RSAKey
 
-from authserver.models import SigningKey
+from authserver.models import ApiResource, SigningKey
 from authserver.oauth.keys import keyring
 from clients.models import Client
 
@@ -36,6 +36,12 @@ PAIRWISE_REDIRECT_URI = "https://other-rp.example.net/callback"
 
 
 # ---- helpers: keys, JWTs, clients -----------------------------------------------------------
+
+
+@pytest.fixture
+def orders_api(organisation) -> ApiResource:
+    """The API RESOURCE names: a resource indicator must be an API's audience (RFC 8707 §2)."""
+    return ApiResource.objects.create(name="Orders", slug="orders", audience=RESOURCE, owner=organisation)
 
 
 def fetch_jwks(issuer: str) -> dict[str, dict[str, Any]]:
@@ -384,7 +390,7 @@ def test_client_credentials_refuses_the_wrong_secret_and_the_wrong_method(issuer
 
 
 @pytest.mark.parametrize("alg", ["RS256", "PS256", "ES256"])
-def test_client_credentials_with_private_key_jwt(issuer, organisation, alg):
+def test_client_credentials_with_private_key_jwt(issuer, organisation, orders_api, alg):
     registered = register_client(
         organisation,
         grant_type="client_credentials",
@@ -622,15 +628,16 @@ def test_refresh_token_belongs_to_its_client(issuer, web_client, organisation, u
 # ---- 7. introspection -----------------------------------------------------------------------
 
 
-def test_introspection_of_an_active_token(issuer, resource_server, web_client, user, password):
-    _run, token = code_flow(issuer, web_client, user, password, scope="openid profile")
+def test_introspection_of_an_active_token(issuer, resource_server, resource_server_api, web_client, user, password):
+    _run, token = code_flow(issuer, web_client, user, password, scope="openid profile orders:read")
     response = introspect(issuer, resource_server, token["access_token"])
     assert response.status_code == 200, response.text
     assert response.headers["Cache-Control"] == "no-store"
     answer = response.json()
-    access_claims = verify_access_token(token["access_token"], issuer, web_client.client_id)
+    access_claims = verify_access_token(token["access_token"], issuer, web_client.client_id, audience=RESOURCE)
     assert answer["active"] is True
-    assert set(answer["scope"].split()) == {"openid", "profile"}
+    assert set(answer["scope"].split()) == {"openid", "profile", "orders:read"}
+    assert answer["aud"] == RESOURCE
     assert answer["exp"] == access_claims["exp"]
     assert answer["client_id"] == web_client.client_id
     assert answer["sub"] == access_claims["sub"] == str(user.subject_id)
@@ -642,7 +649,8 @@ def test_introspection_of_an_active_token(issuer, resource_server, web_client, u
     assert refresh["client_id"] == web_client.client_id
 
 
-def test_introspection_of_a_client_credentials_token_with_resource(issuer, resource_server, cc_jwt):
+def test_introspection_of_a_client_credentials_token_with_resource(issuer, resource_server, cc_jwt, orders_api):
+    orders_api.introspectors.add(resource_server.client)
     token = oauth_session(issuer, cc_jwt).fetch_token(
         f"{issuer}/oauth/token", grant_type="client_credentials", resource=RESOURCE
     )
@@ -661,7 +669,7 @@ def test_introspection_of_unknown_tokens_is_inactive(issuer, resource_server):
         assert response.json() == {"active": False}
 
 
-def test_introspection_is_for_resource_servers_only(issuer, cc_basic, resource_server):
+def test_introspection_is_for_resource_servers_only(issuer, cc_basic, resource_server, resource_server_api):
     token = oauth_session(issuer, cc_basic).fetch_token(f"{issuer}/oauth/token", grant_type="client_credentials")
     url = f"{issuer}/oauth/introspect"
     data = {"token": token["access_token"]}
@@ -688,7 +696,7 @@ def test_introspection_is_for_resource_servers_only(issuer, cc_basic, resource_s
 # ---- 8. revocation --------------------------------------------------------------------------
 
 
-def test_revoking_an_access_token(issuer, resource_server, cc_basic):
+def test_revoking_an_access_token(issuer, resource_server, resource_server_api, cc_basic):
     session = oauth_session(issuer, cc_basic)
     token = session.fetch_token(f"{issuer}/oauth/token", grant_type="client_credentials")
     assert introspect(issuer, resource_server, token["access_token"]).json()["active"] is True
@@ -716,7 +724,7 @@ def test_revoking_a_refresh_token(issuer, resource_server, web_client, user, pas
     assert error.value.error == "invalid_grant"
 
 
-def test_a_client_cannot_revoke_another_clients_token(issuer, resource_server, cc_basic, cc_post):
+def test_a_client_cannot_revoke_another_clients_token(issuer, resource_server, resource_server_api, cc_basic, cc_post):
     token = oauth_session(issuer, cc_basic).fetch_token(f"{issuer}/oauth/token", grant_type="client_credentials")
     oauth_session(issuer, cc_post).revoke_token(f"{issuer}/oauth/revoke", token=token["access_token"])
     assert introspect(issuer, resource_server, token["access_token"]).json()["active"] is True
