@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from jwcrypto.jwk import JWK
 
-from authserver.models import AuditEvent, Scope, SigningKey
+from authserver.models import ApiResource, AuditEvent, Endpoint, Scope, SigningKey
 from authserver.oauth.client_auth import hash_client_secret
 from clients.models import Client, ClientCredential
 from onboarding.models import Organisation
@@ -51,6 +51,8 @@ def counts() -> dict[str, int]:
         "users": User.objects.count(),
         "signing_keys": SigningKey.objects.count(),
         "scopes": Scope.objects.count(),
+        "apis": ApiResource.objects.count(),
+        "endpoints": Endpoint.objects.count(),
         "audit_events": AuditEvent.objects.count(),
     }
 
@@ -392,6 +394,35 @@ def test_bootstrap_makes_a_fresh_installation_usable(settings):
     # A catalogue to register against: one scope open registration may get, one needing review.
     assert set(Scope.objects.filter(open_registration=True).values_list("name", flat=True)) == {"demo:read"}
     assert Scope.objects.get(name="demo:admin").requires_approval
+    # The walk-through's client reads and writes the demo API, and may not administer it.
+    assert demo.scopes == ["demo:read", "demo:write"]
+    assert demo.organisation.name == "Demo Organisation"
+
+    # The demo API (examples/demo_api/) in the catalogue: its audience where make run starts it,
+    # the endpoints and scopes of its OpenAPI document, the scopes it owns.
+    api = ApiResource.objects.get(slug="demo")
+    assert api.audience == "http://localhost:8001/"
+    assert api.owner == demo.organisation
+    assert api.published
+    endpoints = {
+        (endpoint.method, endpoint.path): sorted(endpoint.required_scopes.values_list("name", flat=True))
+        for endpoint in api.endpoints.all()
+    }
+    assert endpoints == {
+        ("GET", "/orders"): ["demo:read"],
+        ("POST", "/orders"): ["demo:write"],
+        ("GET", "/orders/{order_id}"): ["demo:read"],
+        ("GET", "/admin/stats"): ["demo:admin"],
+    }
+    assert set(api.scopes.values_list("name", flat=True)) == {"demo:read", "demo:write", "demo:admin"}
+    # Its resource server, allowed to introspect for it; without DEMO_API_CLIENT_SECRET no secret.
+    resource_server = Client.objects.get(client_id="demo-api")
+    assert resource_server.is_resource_server
+    assert resource_server.organisation == demo.organisation
+    assert list(api.introspectors.all()) == [resource_server]
+    assert not resource_server.credentials.exists()
+    assert AuditEvent.objects.filter(event="api.created", target_id=str(api.pk)).exists()
+    assert AuditEvent.objects.filter(event="api.openapi_imported", target_id=str(api.pk)).exists()
 
 
 def test_bootstrap_twice_creates_nothing_new():
@@ -407,6 +438,64 @@ def test_bootstrap_twice_creates_nothing_new():
     assert "secret:" not in stdout
 
 
+def test_bootstrap_follows_the_demo_api_to_another_port():
+    run("bootstrap", "--demo-api-url", "http://localhost:9101/")
+    api = ApiResource.objects.get(slug="demo")
+    assert api.audience == "http://localhost:9101/"
+    endpoints = counts()["endpoints"]
+
+    run("bootstrap", "--demo-api-url", "http://localhost:9102/")
+
+    api.refresh_from_db()
+    assert api.audience == "http://localhost:9102/"
+    assert api.documentation_url == "http://localhost:9102/openapi.json"
+    assert counts()["endpoints"] == endpoints
+    events = AuditEvent.objects.filter(event="api.changed", target_id=str(api.pk)).order_by("pk")
+    assert [event.data["changed"] for event in events] == [
+        {"introspectors": ["demo-api"]},
+        {"audience": "http://localhost:9102/"},
+    ]
+
+
+def test_bootstrap_makes_the_demo_api_secret_from_the_environment_its_only_one(monkeypatch):
+    first, second = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    monkeypatch.setenv("DEMO_API_CLIENT_SECRET", first)
+    stdout, _ = run("bootstrap")
+    resource_server = Client.objects.get(client_id="demo-api")
+    [credential] = resource_server.credentials.all()
+    assert credential.secret_hash == hash_client_secret(first)
+    assert first not in stdout
+    for row in (credential, *AuditEvent.objects.all()):
+        assert first not in row_text(row)
+
+    # The same secret again (a restart that kept it): nothing changes.
+    before = counts()
+    run("bootstrap")
+    assert counts() == before
+
+    # A new secret (scripts/run.sh makes one on every start): it replaces the old one.
+    monkeypatch.setenv("DEMO_API_CLIENT_SECRET", second)
+    run("bootstrap")
+    credential.refresh_from_db()
+    assert credential.status == ClientCredential.Status.REVOKED
+    [usable] = [c for c in resource_server.credentials.all() if c.is_usable()]
+    assert usable.secret_hash == hash_client_secret(second)
+
+
+def test_bootstrap_leaves_a_revoked_demo_alone_and_says_so(monkeypatch):
+    run("bootstrap")
+    run("revokeclient", "demo-service")
+    run("revokeclient", "demo-api")
+    monkeypatch.setenv("DEMO_API_CLIENT_SECRET", secrets.token_urlsafe(32))
+    before = counts()
+
+    stdout, stderr = run("bootstrap")
+
+    assert counts() == before
+    assert "Demo client: demo-service is revoked (rm -rf var" in stdout
+    assert "demo-api is revoked" in stderr
+
+
 @pytest.mark.parametrize("how", ["no-demo", "production"])
 def test_bootstrap_without_demo_creates_keys_only(settings, how):
     if how == "production":
@@ -417,3 +506,60 @@ def test_bootstrap_without_demo_creates_keys_only(settings, how):
     assert not User.objects.exists()
     assert not Client.objects.exists()
     assert not Organisation.objects.exists()
+    assert not ApiResource.objects.exists()
+
+
+# --- revokeclient ---------------------------------------------------------------------------
+
+
+def test_revokeclient_revokes_the_client_its_credentials_and_tokens(cc_basic, issuer):
+    import requests
+
+    answer = requests.post(
+        f"{issuer}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(cc_basic.client_id, cc_basic.secret),
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+
+    output = run_json("revokeclient", cc_basic.client_id)
+
+    assert output == {
+        "client_id": cc_basic.client_id,
+        "name": cc_basic.client.name,
+        "organisation": cc_basic.client.organisation.name,
+        "status": "revoked",
+    }
+    cc_basic.client.refresh_from_db()
+    assert cc_basic.client.status == Client.Status.REVOKED
+    assert set(cc_basic.client.credentials.values_list("status", flat=True)) == {ClientCredential.Status.REVOKED}
+    assert not cc_basic.client.accesstoken_set.exists()
+    assert AuditEvent.objects.filter(event="client.revoked", target_id=str(cc_basic.client.pk)).count() == 1
+    again = requests.post(
+        f"{issuer}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(cc_basic.client_id, cc_basic.secret),
+        timeout=10,
+    )
+    assert again.status_code == 401
+    assert again.json()["error"] == "invalid_client"
+
+
+def test_revokeclient_refuses_an_unknown_client(cc_basic):
+    before = counts()
+
+    with pytest.raises(CommandError, match="no client with client_id 'nobody'"):
+        run("revokeclient", "nobody")
+
+    assert counts() == before
+
+
+def test_revokeclient_refuses_a_client_revoked_already(cc_basic):
+    run("revokeclient", cc_basic.client_id)
+    before = counts()
+
+    with pytest.raises(CommandError, match="cannot go from revoked to revoked"):
+        run("revokeclient", cc_basic.client_id)
+
+    assert counts() == before

@@ -1,0 +1,1 @@
+"""Examples that use authserver from the outside, as an API owner would (no server imports)."""
