@@ -2,7 +2,8 @@
 
 Owners and admins manage an organisation (edit it, invite, apply, upload evidence, answer the
 reviewer); developers only see it. Only an owner makes another owner. Reviewers are active
-staff users who are not, and never were, members of the organisation they decide on.
+staff users, verified by their second factor (OTP), who are not, and never were, members of
+the organisation they decide on.
 """
 
 from __future__ import annotations
@@ -72,13 +73,26 @@ def can_manage(user: Any, organisation: Organisation | int) -> bool:
     return membership is not None and membership.role in MANAGE_ROLES
 
 
+def _otp_verified(user: Any) -> bool:
+    """Whether an OTP device verified this user's session (django-otp's OTPMiddleware sets
+    ``is_verified`` on the request's user; a user from anywhere else has none and is not)."""
+    check = getattr(user, "is_verified", None)
+    return callable(check) and bool(check())
+
+
 def is_reviewer(user: Any) -> bool:
-    return _is_authenticated(user) and bool(user.is_staff)
+    """An active staff user whose session a second factor verified, as the admin demands.
+
+    Staff powers reach beyond the admin (the services take any actor), so they need the same
+    second factor there: a staff password alone, or a portal access token, gives a staff
+    account no more than its memberships (docs/security.md, privilege escalation).
+    """
+    return _is_authenticated(user) and bool(user.is_staff) and _otp_verified(user)
 
 
 def require_reviewer(user: Any, organisation: Organisation | int) -> None:
     """An active staff user with no membership (live or past) of the organisation (no self-approval)."""
     if not is_reviewer(user):
-        raise PermissionDenied("Only a staff reviewer may do this.")
+        raise PermissionDenied("Only a staff reviewer, signed in with a second factor, may do this.")
     if Membership.objects.filter(user_id=user.pk, organisation_id=_organisation_id(organisation)).exists():
         raise PermissionDenied("You cannot review an organisation you are or were a member of.")

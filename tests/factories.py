@@ -43,6 +43,16 @@ class UserFactory(factory.django.DjangoModelFactory):
             obj.save()
 
 
+def otp_verified(user):
+    """``user`` as django-otp's OTPMiddleware leaves a request's user after a second factor.
+
+    Staff powers need it (onboarding.permissions.is_reviewer): a service test that acts as a
+    reviewer in the admin passes such a user. Browsers and tokens load their user afresh.
+    """
+    user.is_verified = lambda: True
+    return user
+
+
 # --- onboarding -----------------------------------------------------------------------------
 # Rows in a given state for tests that start mid-way; state changes in tests go through the
 # services.

@@ -7,7 +7,7 @@ import pytest
 from authserver.celery import app
 from onboarding.models import Membership, Organisation
 
-from ..factories import MembershipFactory, OrganisationFactory, UserFactory
+from ..factories import MembershipFactory, OrganisationFactory, UserFactory, otp_verified
 
 
 @pytest.fixture(autouse=True)
@@ -39,9 +39,10 @@ def developer(pending_organisation):
 
 @pytest.fixture
 def reviewer(db):
-    return UserFactory(is_staff=True)
+    """A staff reviewer as the admin has them: signed in with a second factor."""
+    return otp_verified(UserFactory(is_staff=True))
 
 
 @pytest.fixture
 def second_reviewer(db):
-    return UserFactory(is_staff=True)
+    return otp_verified(UserFactory(is_staff=True))

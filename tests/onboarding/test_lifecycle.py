@@ -30,6 +30,7 @@ from ..factories import (
     MembershipFactory,
     OrganisationFactory,
     UserFactory,
+    otp_verified,
 )
 
 pytestmark = pytest.mark.django_db
@@ -235,7 +236,7 @@ def test_the_reminder_comes_again_after_the_next_approval(run, time_machine, dja
     organisation = rows["due"]
     application = KycApplicationFactory(organisation=organisation, status=AppStatus.IN_REVIEW)
 
-    services.kyc_application_approve(application_id=application.pk, reviewer=UserFactory(is_staff=True))
+    services.kyc_application_approve(application_id=application.pk, reviewer=otp_verified(UserFactory(is_staff=True)))
 
     organisation.refresh_from_db()
     assert organisation.review_reminder_sent_at is None
@@ -326,7 +327,9 @@ def test_reactivation_does_not_reactivate_the_clients(organisation_with_clients,
     run(services.organisations_suspend_lapsed, T0)
 
     services.organisation_reactivate(
-        organisation_id=organisation.pk, actor=UserFactory(is_staff=True), reason="Review completed by phone."
+        organisation_id=organisation.pk,
+        actor=otp_verified(UserFactory(is_staff=True)),
+        reason="Review completed by phone.",
     )
 
     organisation.refresh_from_db()
@@ -346,7 +349,9 @@ def test_offboarding_revokes_the_clients_for_good(organisation_with_clients, tim
     open_invitation = InvitationFactory(organisation=organisation, expires_at=T0 + DAY)
     draft = KycApplicationFactory(organisation=organisation)
 
-    services.organisation_offboard(organisation_id=organisation.pk, actor=UserFactory(is_staff=True), reason="Gone.")
+    services.organisation_offboard(
+        organisation_id=organisation.pk, actor=otp_verified(UserFactory(is_staff=True)), reason="Gone."
+    )
 
     for client in clients:
         client.refresh_from_db()

@@ -25,6 +25,7 @@ from ..factories import (
     MembershipFactory,
     OrganisationFactory,
     UserFactory,
+    otp_verified,
 )
 
 pytestmark = pytest.mark.django_db
@@ -270,7 +271,9 @@ def test_changes_requested_clears_the_first_approval(people, second_reviewer):
 
 @pytest.mark.parametrize("role", Role.values)
 def test_nobody_reviews_their_own_organisation(people, role):
-    staff_member = MembershipFactory(organisation=people["organisation"], role=role, user__is_staff=True).user
+    staff_member = otp_verified(
+        MembershipFactory(organisation=people["organisation"], role=role, user__is_staff=True).user
+    )
     application = in_review(people["organisation"], Organisation.TrustLevel.SUBSTANTIAL)
     before, rows = snapshot(application), counts()
 
@@ -282,9 +285,11 @@ def test_nobody_reviews_their_own_organisation(people, role):
 
 
 def test_a_former_member_does_not_review_either(people):
-    staff_member = MembershipFactory(
-        organisation=people["organisation"], role=Role.ADMIN, user__is_staff=True, ended_at=timezone.now()
-    ).user
+    staff_member = otp_verified(
+        MembershipFactory(
+            organisation=people["organisation"], role=Role.ADMIN, user__is_staff=True, ended_at=timezone.now()
+        ).user
+    )
     application = in_review(people["organisation"], Organisation.TrustLevel.LOW)
 
     with pytest.raises(PermissionDenied):

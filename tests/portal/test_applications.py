@@ -11,7 +11,7 @@ from django.utils import timezone
 from authserver.audit import AuditEvent
 from onboarding import services
 from onboarding.models import Evidence, KycApplication, KycMessage
-from tests.factories import UserFactory
+from tests.factories import UserFactory, otp_verified
 
 from .conftest import OIN, PDF
 
@@ -29,7 +29,8 @@ def upload(name: str, content: bytes, content_type: str = "application/octet-str
 
 @pytest.fixture
 def reviewer(db):
-    return UserFactory(is_staff=True)
+    """A staff reviewer as the admin has them: signed in with a second factor."""
+    return otp_verified(UserFactory(is_staff=True))
 
 
 def test_owner_starts_a_draft(owner, pending_organisation):
