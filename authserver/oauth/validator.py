@@ -655,6 +655,13 @@ class Validator(OAuth2Validator):
         """Rotation with reuse detection (DOT), plus the absolute lifetime of the family."""
         if not isinstance(refresh_token, str) or "\x00" in refresh_token:
             return False
+        if transaction.get_connection().in_atomic_block:
+            # The token endpoint runs in a transaction: a concurrent use of the same refresh
+            # token waits here until the first commits its rotation, then reads it as revoked
+            # (a reuse: invalid_grant, family revoked). Unlocked, both passed validation and the
+            # second was answered 200 with DOT's grace-period re-issue (an empty refresh token).
+            checksum = hashlib.sha256(refresh_token.encode("utf-8")).hexdigest()
+            list(RefreshToken.objects.select_for_update().filter(token_checksum=checksum).values_list("pk"))
         if not super().validate_refresh_token(refresh_token, client, request, *args, **kwargs):
             return False
         if request.user is not None and not request.user.is_active:
