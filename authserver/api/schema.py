@@ -18,7 +18,10 @@ _ALWAYS = {
     "403": "Forbidden: your role, your token's scope, or a token without a person.",
     "500": "Something went wrong on our side; nothing internal is shown.",
 }
-_WITH_BODY = {"400": "The request is not valid: field errors in `errors`; nothing was stored."}
+_WITH_BODY = {
+    "400": "The request is not valid: field errors in `errors`, or a body that does not parse (then without "
+    "`errors`); nothing was stored."
+}
 _UNSAFE_BODY = {"415": "The request body is not of a media type this operation accepts."}
 _UNSAFE = {"409": "The resource's current state or a domain rule refuses the request."}
 _WITH_PATH = {"404": "Not found, or not yours to see."}
@@ -49,14 +52,38 @@ class AutoSchema(SpectacularAutoSchema):
         problem = self.resolve_serializer(ProblemSerializer, "response").ref
         invalid = self.resolve_serializer(ValidationProblemSerializer, "response").ref
         for status, description in sorted(problems.items()):
-            schema = invalid if status == "400" else problem
+            # A body that does not parse (DRF's ParseError) has no field errors to list.
+            schema = {"anyOf": [invalid, problem]} if status == "400" else problem
             responses.setdefault(
                 status, {"description": description, "content": {PROBLEM_CONTENT_TYPE: {"schema": schema}}}
             )
         return responses
 
+    def _map_basic_serializer(self, serializer: Any, direction: Any) -> Any:
+        schema = super()._map_basic_serializer(serializer, direction)
+        # An optional e-mail address or URI is stored and answered as "", which its format
+        # alone would not admit (found by tests/faults/test_fuzz_api.py).
+        for name, prop in schema.get("properties", {}).items():
+            field = serializer.fields.get(name)
+            if prop.get("format") in ("email", "uri") and field is not None and _may_be_blank(field):
+                prop["anyOf"] = [{"format": prop.pop("format")}, {"maxLength": 0}]
+        return schema
+
     def _is_authenticated_view(self) -> bool:
         return bool(getattr(self.view, "authentication_classes", ()))
+
+
+def _may_be_blank(field: Any) -> bool:
+    """Whether a serializer field may hold "": it allows blank, or its model field does."""
+    if getattr(field, "allow_blank", False):
+        return True
+    model = getattr(getattr(getattr(field, "parent", None), "Meta", None), "model", None)
+    if model is None or not isinstance(getattr(field, "source", None), str):
+        return False
+    try:
+        return bool(model._meta.get_field(field.source).blank)
+    except Exception:  # a property or a related path, not a model field
+        return False
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):

@@ -22,6 +22,7 @@ from oauth2_provider.oauth2_backends import _add_iss_to_redirect as add_iss_to_r
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.common import Request as OAuthlibRequest
+from oauthlib.common import urldecode
 from oauthlib.oauth2.rfc6749 import errors
 
 from clients.models import Client
@@ -308,6 +309,14 @@ class AuthorizationView(dot_views.AuthorizationView):
         limited = ratelimit.authorize_request(request)
         if not limited.allowed:
             return ratelimit.html_response(request, limited, "authorization requests")
+        try:
+            urldecode(request.get_full_path().partition("?")[2])
+        except ValueError:
+            # oauthlib raises on a query string that is not x-www-form-urlencoded (a bare "%",
+            # "%zz"); RFC 6749 §4.1.2.1: a malformed request is shown to the user, not redirected.
+            # Found by tests/faults/test_fuzz_oauth.py.
+            malformed = errors.InvalidRequestError(description="The query string is not validly URL-encoded.")
+            return self.render_to_response({"error": malformed}, status=400)
         return super().dispatch(request, *args, **kwargs)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:

@@ -76,7 +76,7 @@ class CredentialSerializer(serializers.ModelSerializer):
     """A credential as its owners see it: never a secret nor its hash."""
 
     replaces: serializers.PrimaryKeyRelatedField[ClientCredential] = serializers.PrimaryKeyRelatedField(
-        read_only=True, help_text="The credential this one replaced in a rotation."
+        read_only=True, allow_null=True, help_text="The credential this one replaced in a rotation (null if none)."
     )
     public_jwk = serializers.JSONField(read_only=True, help_text="The public key (RFC 7517), for kind public_key.")
 
