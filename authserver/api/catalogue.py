@@ -30,15 +30,11 @@ from rest_framework.response import Response
 from authserver.catalogue import MAX_DOCUMENT_BYTES, ImportResult, api_import_openapi, load_openapi
 from authserver.errors import DomainError
 from authserver.models import ApiResource
-from onboarding import selectors as onboarding_selectors
-from onboarding.api.views import PORTAL_SCOPE
-from onboarding.models import Organisation, User
+from onboarding.api.views import MemberApiView
+from onboarding.models import Organisation
 from onboarding.permissions import MANAGE_ROLES, PermissionDenied, require_role
 
-from .authentication import BearerTokenAuthentication, SessionAuthentication
 from .parsers import JSONParser
-from .permissions import PersonWithScope
-from .views import ApiMixin
 
 YAML_MEDIA_TYPES = ("application/yaml", "application/vnd.oai.openapi+yaml")
 
@@ -135,24 +131,7 @@ class ImportResultSerializer(serializers.Serializer[ImportResult]):
 # ---- views --------------------------------------------------------------------------------
 
 
-class OwnerApisView(ApiMixin, generics.GenericAPIView):
-    authentication_classes = (BearerTokenAuthentication, SessionAuthentication)
-    permission_classes = (PersonWithScope,)
-    parser_classes: tuple[type[Any], ...] = (JSONParser,)
-    required_scopes = (PORTAL_SCOPE,)
-    problem_exceptions = {PermissionDenied: (403, "forbidden")}
-
-    @property
-    def person(self) -> User:
-        user = self.request.user
-        assert isinstance(user, User)  # PersonWithScope let only a person through
-        return user
-
-    def my_organisation(self) -> Organisation:
-        """The organisation of the URL, if the caller is a live member; else 404."""
-        organisations = onboarding_selectors.organisations_for_user(self.person)
-        return get_object_or_404(organisations, pk=self.kwargs["organisation_id"])
-
+class OwnerApisView(MemberApiView):
     def my_apis(self) -> QuerySet[ApiResource]:
         return ApiResource.objects.filter(owner_id=self.my_organisation().pk)
 

@@ -35,14 +35,9 @@ from rest_framework.exceptions import ErrorDetail
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from authserver.api.authentication import BearerTokenAuthentication, SessionAuthentication
-from authserver.api.parsers import JSONParser
-from authserver.api.permissions import PersonWithScope
-from authserver.api.views import ApiMixin
 from authserver.errors import DomainError, InvalidTransition
-from onboarding import selectors as onboarding_selectors
-from onboarding.api.views import PORTAL_SCOPE
-from onboarding.models import Organisation, User
+from onboarding.api.views import MemberApiView
+from onboarding.models import Organisation
 from onboarding.permissions import PermissionDenied, require_role
 
 from .. import policy, services
@@ -87,28 +82,8 @@ def _field_of_reason(reason: str) -> str:
     return "non_field_errors"
 
 
-class ClientsApiView(ApiMixin, generics.GenericAPIView):
-    authentication_classes = (BearerTokenAuthentication, SessionAuthentication)
-    permission_classes = (PersonWithScope,)
-    parser_classes: tuple[type[Any], ...] = (JSONParser,)
-    required_scopes = (PORTAL_SCOPE,)
-    problem_exceptions = {PermissionDenied: (403, "forbidden")}
-
-    @property
-    def person(self) -> User:
-        user = self.request.user
-        assert isinstance(user, User)  # PersonWithScope let only a person through
-        return user
-
+class ClientsApiView(MemberApiView):
     # ---- what the caller may see ----------------------------------------------------------
-
-    def my_organisation(self) -> Organisation:
-        """The organisation of the URL, if the caller is a live member; else 404."""
-        cached = getattr(self, "_organisation", None)
-        if cached is None:
-            organisations = onboarding_selectors.organisations_for_user(self.person)
-            cached = self._organisation = get_object_or_404(organisations, pk=self.kwargs["organisation_id"])
-        return cached
 
     def require_manager(self) -> Organisation:
         organisation = self.my_organisation()

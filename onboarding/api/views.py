@@ -35,7 +35,9 @@ from . import serializers as s
 PORTAL_SCOPE = "portal"
 
 
-class OnboardingApiView(ApiMixin, generics.GenericAPIView):
+class MemberApiView(ApiMixin, generics.GenericAPIView):
+    """A person's API under /api/v1/ (portal scope); the base of every layer's member views."""
+
     authentication_classes = (BearerTokenAuthentication, SessionAuthentication)
     permission_classes = (PersonWithScope,)
     parser_classes: tuple[type[Any], ...] = (JSONParser,)
@@ -48,18 +50,23 @@ class OnboardingApiView(ApiMixin, generics.GenericAPIView):
         assert isinstance(user, User)  # PersonWithScope let only a person through
         return user
 
-    # ---- what the caller may see (onboarding.selectors) ---------------------------------
-
     def my_organisations(self) -> QuerySet[Organisation]:
-        my_role = live_memberships().filter(user_id=self.person.pk, organisation_id=OuterRef("pk")).values("role")[:1]
-        return selectors.organisations_for_user(self.person).annotate(my_role=Subquery(my_role))
+        return selectors.organisations_for_user(self.person)
 
     def my_organisation(self) -> Organisation:
-        """The organisation of the URL, if the caller is a live member; else 404."""
+        """The organisation of the URL (``organisation_id``), if the caller is a live member; else 404."""
         cached = getattr(self, "_organisation", None)
         if cached is None:
             cached = self._organisation = get_object_or_404(self.my_organisations(), pk=self.kwargs["organisation_id"])
         return cached
+
+
+class OnboardingApiView(MemberApiView):
+    # ---- what the caller may see (onboarding.selectors) ---------------------------------
+
+    def my_organisations(self) -> QuerySet[Organisation]:
+        my_role = live_memberships().filter(user_id=self.person.pk, organisation_id=OuterRef("pk")).values("role")[:1]
+        return super().my_organisations().annotate(my_role=Subquery(my_role))
 
     def my_application(self) -> KycApplication:
         """The application of the URL, if the caller is a live member of its organisation; else 404."""
