@@ -4,17 +4,21 @@ Order in settings.MIDDLEWARE (outermost first): MetricsMiddleware sees the final
 every response; RequestContextMiddleware gives it a request id; Django's SecurityMiddleware
 adds HSTS, nosniff and Referrer-Policy; SecurityHeadersMiddleware adds the rest of ADR's
 security headers and answers CORS, preflights included, before any view runs.
+DatabaseUnavailableMiddleware turns a database outage met by a view into a 503 its caller
+can retry.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import resolve_url
 from django.utils.cache import patch_vary_headers
 
@@ -22,6 +26,8 @@ from . import metrics
 from .context import RequestContext, reset_request_context, set_request_context
 from .endpoints import CORS_ALLOW_LIST, NO_STORE, OPEN_DOCUMENTS, endpoint_family
 from .network import client_address
+
+log = logging.getLogger(__name__)
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -202,3 +208,74 @@ class SecurityHeadersMiddleware:
             _login_form_targets(request)
         targets = sorted(getattr(request, _FORM_TARGETS, ()))
         return f"{PAGE_POLICY}; form-action 'self'{''.join(' ' + target for target in targets)}"
+
+
+# ---- database outages ------------------------------------------------------------------
+
+# Retry-After of a 503 while the database is unreachable: a restart or failover takes seconds.
+DATABASE_RETRY_AFTER = 5
+DATABASE_UNAVAILABLE = "The service is temporarily unavailable; try again in a few seconds."
+# Families answered in RFC 6749 §5.2's JSON; "api" gets RFC 9457 problem details, the rest a page.
+_OAUTH_JSON = frozenset({"token", "introspect", "revoke", "userinfo", "register", "oauth", "jwks", "discovery"})
+_PAGE = (
+    "<!doctype html><html lang=en><meta charset=utf-8><title>Temporarily unavailable</title>"
+    "<h1>Temporarily unavailable</h1><p>" + DATABASE_UNAVAILABLE + "</p></html>"
+)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Is ``exc`` the database being unreachable (down, restarting, connection lost)?
+
+    Django raises OperationalError when a connection fails or breaks mid-query and
+    InterfaceError on a connection that was already closed. Django has marked the
+    connection as failed by then; the next request checks it (CONN_HEALTH_CHECKS) and
+    reconnects, so the process recovers by itself when the database is back.
+    """
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
+def database_unavailable_response(request: HttpRequest) -> HttpResponse:
+    """503 with Retry-After in the shape of the endpoint: RFC 6749 §5.2 JSON with RFC 6749
+    §4.1.2.1's ``temporarily_unavailable`` on the OAuth endpoints, RFC 9457 problem details
+    on the REST API, a plain page elsewhere. Nothing here touches the database."""
+    family = endpoint_family(request.path_info)
+    response: HttpResponse
+    if family in _OAUTH_JSON:
+        response = JsonResponse({"error": "temporarily_unavailable", "error_description": DATABASE_UNAVAILABLE})
+        response["Pragma"] = "no-cache"
+    elif family == "api":
+        problem = {
+            "type": "about:blank",
+            "title": "Service Unavailable",
+            "status": 503,
+            "detail": DATABASE_UNAVAILABLE,
+            "instance": request.path,  # the path only, never the query
+        }
+        response = JsonResponse(problem, content_type="application/problem+json")
+    else:
+        response = HttpResponse(_PAGE, content_type="text/html; charset=utf-8")
+    response.status_code = 503
+    response["Retry-After"] = str(DATABASE_RETRY_AFTER)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+class DatabaseUnavailableMiddleware:
+    """A view that meets a database outage answers 503 ``temporarily_unavailable``, never a 500.
+
+    The REST API's own exception handler (authserver/api/problems.py) answers the same for
+    its views, which DRF keeps from reaching ``process_exception``.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not database_unavailable(exception):
+            return None
+        # The type only: the driver's message names host and port, and a 503 is expected here.
+        log.warning("database unavailable (%s); answered 503", type(exception).__name__)
+        return database_unavailable_response(request)

@@ -78,6 +78,7 @@ MIDDLEWARE = [
     "authserver.mtls.ClientCertificateMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "authserver.middleware.SecurityHeadersMiddleware",
+    "authserver.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

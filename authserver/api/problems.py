@@ -20,6 +20,8 @@ How exceptions map to statuses (docs/api.md for API users, docs/decisions/0007-a
   409; 422 would suggest the content itself is wrong, which the field errors already say;
 - plain HTTP errors (401, 404, 405, 406, 415, 429) use ``about:blank`` with the status phrase
   as title (RFC 9457 §4.2.1);
+- the database unreachable (``authserver.middleware.database_unavailable``) -> 503
+  ``about:blank`` with ``Retry-After``;
 - anything else -> 500 ``about:blank`` with no internals; the traceback goes to the log only.
 """
 
@@ -43,6 +45,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import set_rollback
 
 from authserver.errors import DomainError
+from authserver.middleware import DATABASE_RETRY_AFTER, DATABASE_UNAVAILABLE, database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +267,14 @@ def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response:
         return problem_response(request, status=404, detail="There is nothing here, or it is not yours to see.")
     if isinstance(exc, exceptions.APIException):
         return _api_exception(request, exc)
+    if database_unavailable(exc):
+        log.warning("database unavailable (%s); answered 503", type(exc).__name__)
+        return problem_response(
+            request,
+            status=503,
+            detail=DATABASE_UNAVAILABLE,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER), "Cache-Control": "no-store"},
+        )
 
     log.exception("unhandled exception in an API view", exc_info=exc)
     return problem_response(

@@ -17,6 +17,7 @@ from typing import Any
 import jwt
 from django.conf import settings
 from django.core.cache import cache
+from oauthlib.oauth2.rfc6749 import errors
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 # OAUTH-NL: RS256 must, PS256 should, ES256 optional; nothing weaker, never "none" or HMAC.
@@ -28,6 +29,20 @@ SECRET_BYTES = 32
 
 class ClientAuthError(Exception):
     """Client authentication failed; the message is the error_description."""
+
+
+class ReplayCacheUnavailableError(errors.OAuth2Error):
+    """The jti replay cache is unreachable, so no client assertion is accepted: a 503 with
+    RFC 6749 §4.1.2.1's ``temporarily_unavailable`` that the client may retry, not a 401."""
+
+    error = "temporarily_unavailable"
+    status_code = 503
+    description = "Client assertions cannot be checked for replay right now; try again shortly."
+    retry_after = 10
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 def generate_client_secret() -> str:
@@ -130,5 +145,10 @@ def verify_assertion(
         raise ClientAuthError("client_assertion iat is invalid or in the future")
     # RFC 7523 §3 item 7: a jti is accepted once. The entry outlives the assertion itself.
     replay_key = "client-assertion-jti:" + hashlib.sha256(f"{peeked.client_id}\0{peeked.jti}".encode()).hexdigest()
-    if not cache.add(replay_key, 1, timeout=max(peeked.exp - now + skew, 1)):
+    try:
+        first_use = cache.add(replay_key, 1, timeout=max(peeked.exp - now + skew, 1))
+    except Exception as exc:  # the cache backend's own errors (Redis unreachable)
+        # Fail closed: an assertion whose jti cannot be recorded could be replayed unseen.
+        raise ReplayCacheUnavailableError() from exc
+    if not first_use:
         raise ClientAuthError("client_assertion jti has been used before")
