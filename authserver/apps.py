@@ -6,11 +6,10 @@ class AuthserverConfig(AppConfig):
     verbose_name = "Runtime"
 
     def ready(self) -> None:
-        from . import checks, metrics, ratelimit  # noqa: F401  (checks and ratelimit register system checks)
+        from . import checks, hotcache, metrics, ratelimit  # noqa: F401  (checks and ratelimit register system checks)
 
         metrics.connect_signals()
-        ratelimit.connect_signals()
+        hotcache.connect_signals()  # process-local copies of clients, catalogue, tiers dropped on change
         from .oauth import introspection
 
         introspection.connect_signals()  # cached introspection answers dropped on revocation
-        from .oauth import issuance  # noqa: F401  (its receivers drop the cached catalogue on change)

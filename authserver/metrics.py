@@ -5,9 +5,11 @@ so ``/metrics`` on any web process answers the totals of the whole deployment: s
 of them (through the load balancer), not each, or the series are counted twice. Without
 Redis (the embedded defaults) the cache is per process and the numbers are that process's.
 
-Hot-path cost: one cache operation per event. On Redis a counter family is one hash and an
-event is one ``HINCRBY`` (it creates the field on first use). Other cache backends keep one
-key per series and use ``incr``, adding the key to the family's index the first time.
+Hot-path cost: none on Redis. There a counter family is one hash; a process adds its events
+up in memory and sends them within ``FLUSH_SECONDS`` as one pipeline of ``HINCRBY`` (a
+timer thread; ``read()`` sends first, and so does a process that exits cleanly). A process
+killed outright loses at most that last second of counts. Other cache backends keep one key
+per series and use ``incr`` at once, adding the key to the family's index the first time.
 
 A counter is written here and nowhere else; label values are bounded (endpoint families,
 status classes, grant types, registered client ids, OAuth error codes, task names), so the
@@ -17,10 +19,14 @@ is a few lines (render() below).
 
 from __future__ import annotations
 
+import atexit
+import collections
 import hashlib
 import json
 import logging
+import os
 import re
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +107,61 @@ def _series_key(counter: Counter, field: str) -> str:
     return f"{_family_key(counter)}:{hashlib.sha256(field.encode()).hexdigest()[:32]}"
 
 
+# ---- batching (Redis) ------------------------------------------------------------------
+
+FLUSH_SECONDS = 1.0
+_pending: collections.Counter[tuple[str, str]] = collections.Counter()
+_pending_lock = threading.Lock()
+_flush_timer: threading.Timer | None = None
+
+
+def _reset_after_fork() -> None:
+    # A forked child (gunicorn or Celery worker) inherits the parent's pending counts but not
+    # its timer thread: it starts empty, and the parent still sends its own.
+    global _pending, _pending_lock, _flush_timer
+    _pending, _pending_lock, _flush_timer = collections.Counter(), threading.Lock(), None
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def _add_pending(key: str, field: str) -> None:
+    """One more event for the hash ``key`` (the cache key as made now: a change of the cache's
+    key prefix later never moves counts between deployments)."""
+    global _flush_timer
+    with _pending_lock:
+        _pending[(key, field)] += 1
+        if _flush_timer is None:
+            _flush_timer = threading.Timer(FLUSH_SECONDS, flush)
+            _flush_timer.daemon = True
+            _flush_timer.start()
+
+
+def flush() -> None:
+    """Send this process's pending counts to Redis, one pipeline. Never raises."""
+    global _pending, _flush_timer
+    with _pending_lock:
+        batch, _pending = _pending, collections.Counter()
+        if _flush_timer is not None and _flush_timer is not threading.current_thread():
+            _flush_timer.cancel()
+        _flush_timer = None
+    if not batch:
+        return
+    try:
+        backend = _backend()
+        if not isinstance(backend, RedisCache):
+            return
+        pipeline = _redis(backend, backend.make_and_validate_key("metrics")).pipeline(transaction=False)
+        for (key, field), count in batch.items():
+            pipeline.hincrby(key, field, count)
+        pipeline.execute()
+    except Exception:
+        log.debug("metrics: could not send %d counts", sum(batch.values()), exc_info=True)
+
+
+atexit.register(flush)
+
+
 def increment(counter: Counter, *values: str) -> None:
     """Add one to a series. Never raises: a metrics failure must not fail a request."""
     labels = tuple(str(value)[:_MAX_LABEL] for value in values)
@@ -110,8 +171,7 @@ def increment(counter: Counter, *values: str) -> None:
     try:
         backend = _backend()
         if isinstance(backend, RedisCache):
-            key = backend.make_and_validate_key(_family_key(counter))
-            _redis(backend, key).hincrby(key, field, 1)
+            _add_pending(backend.make_and_validate_key(_family_key(counter)), field)
             return
         series_key = _series_key(counter, field)
         try:
@@ -128,7 +188,8 @@ def increment(counter: Counter, *values: str) -> None:
 
 
 def read(counter: Counter) -> dict[tuple[str, ...], int]:
-    """Every series of a counter with its value."""
+    """Every series of a counter with its value (this process's pending counts included)."""
+    flush()
     backend = _backend()
     if isinstance(backend, RedisCache):
         key = backend.make_and_validate_key(_family_key(counter))

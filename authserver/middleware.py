@@ -22,7 +22,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import resolve_url
 from django.utils.cache import patch_vary_headers
 
-from . import metrics
+from . import hotcache, metrics
 from .context import RequestContext, reset_request_context, set_request_context
 from .endpoints import CORS_ALLOW_LIST, NO_STORE, OPEN_DOCUMENTS, endpoint_family
 from .network import client_address
@@ -46,9 +46,11 @@ class RequestContextMiddleware:
         incoming = request.headers.get("X-Request-ID", "")
         request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         token = set_request_context(RequestContext(request_id=request_id, ip_address=client_address(request)))
+        hotcache.begin_request()  # the generation of the process-local copies: read once per request
         try:
             response = self.get_response(request)
         finally:
+            hotcache.end_request()
             reset_request_context(token)
         response["X-Request-ID"] = request_id
         return response

@@ -17,9 +17,9 @@ unauthenticated attempts against a claimed client_id would let anyone exhaust a 
 budget, while guessing credentials is what the per-address limit stops.
 
 Tiers: a tier on the client wins over one on its organisation; among several at one level each
-budget is the most generous of them. A client's budget is cached (``TIER_CACHE_SECONDS``) and
-forgotten as soon as a tier or its assignment changes (``connect_signals``): the token endpoint
-pays no query for it.
+budget is the most generous of them. A client's budget is kept in the process
+(authserver/hotcache.py) and forgotten in every process as soon as a tier or its assignment
+changes: the token endpoint pays no query for it.
 
 Storage: ``AUTHSERVER_RATE_LIMIT_STORAGE_URL``, else Redis (``REDIS_URL``) so every process
 counts together, else this process's memory (the embedded default, one process). Limits are
@@ -40,6 +40,7 @@ import hmac
 import ipaddress
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import astuple, dataclass
@@ -49,9 +50,7 @@ from typing import Any, cast
 
 from django.conf import settings
 from django.core import checks
-from django.core.cache import cache as django_cache
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.template.response import TemplateResponse
 from limits import RateLimitItem, parse_many
@@ -60,7 +59,7 @@ from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 
-from . import metrics
+from . import hotcache, metrics
 from .endpoints import endpoint_family
 from .network import client_address
 
@@ -85,7 +84,6 @@ UNAVAILABLE_RETRY_AFTER = 10
 STORAGE_RETRY_SECONDS = 5.0
 # Connect and read timeouts towards Redis: a store that hangs costs a request at most this long.
 STORAGE_TIMEOUT_SECONDS = 0.5
-TIER_CACHE_SECONDS = 300
 RATE_LIMITED = "too_many_requests"  # clients/dcr.py answers the same code
 UNAVAILABLE = "temporarily_unavailable"  # RFC 6749 §4.1.2.1
 TEMPLATE = "429.html"
@@ -158,6 +156,9 @@ def storage_uri() -> str:
     return settings.AUTHSERVER_RATE_LIMIT_STORAGE_URL or settings.REDIS_URL or "memory://"
 
 
+_limiter_lock = threading.Lock()
+
+
 @lru_cache(maxsize=8)
 def _limiter(uri: str, key_prefix: str) -> MovingWindowRateLimiter:
     options: dict[str, Any] = {"wrap_exceptions": True}
@@ -167,7 +168,11 @@ def _limiter(uri: str, key_prefix: str) -> MovingWindowRateLimiter:
             socket_connect_timeout=STORAGE_TIMEOUT_SECONDS,
             socket_timeout=STORAGE_TIMEOUT_SECONDS,
         )
-    storage = cast(Storage, storage_from_string(uri, **options))
+    # ``limits`` imports its Redis dependency lazily, and two threads doing it at once make one
+    # of them see "redis version 0.0.0" (a ConfigurationError, a 500): measured under a threaded
+    # application server (bench/). One thread at a time builds a storage.
+    with _limiter_lock:
+        storage = cast(Storage, storage_from_string(uri, **options))
     return MovingWindowRateLimiter(storage)
 
 
@@ -295,10 +300,6 @@ def default_budget() -> Budget:
     )
 
 
-def _budget_key(client_id: str) -> str:
-    return "ratelimit-budget:" + hashlib.sha256(client_id.encode()).hexdigest()[:40]
-
-
 def _tier_rates(client: Any) -> tuple[str, ...]:
     """The tier-given rates of a client: () when no tier applies (then the settings decide)."""
     from .models import RateLimitTier
@@ -316,82 +317,13 @@ def _tier_rates(client: Any) -> tuple[str, ...]:
 
 
 def budget_for(client: Any) -> Budget:
-    """The client's budgets: its tiers, else its organisation's, else the settings (cached)."""
-    key = _budget_key(client.client_id)
-    try:
-        rates = django_cache.get(key)
-    except Exception:  # the cache is the same Redis: counted as down by check() if it is
-        rates = None
-    if not isinstance(rates, tuple):
-        rates = _tier_rates(client)
-        try:
-            django_cache.set(key, rates, timeout=TIER_CACHE_SECONDS)
-        except Exception:
-            logger.debug("rate limit budget not cached", exc_info=True)
+    """The client's budgets: its tiers, else its organisation's, else the settings.
+
+    Kept in the process for the current generation (authserver/hotcache.py): a change to a
+    tier, its clients or organisations replaces the generation, so it counts from the next
+    request in every process."""
+    rates = hotcache.local("ratelimit-budget", client.client_id, lambda: _tier_rates(client))
     return Budget(*rates) if len(rates) == len(_TIER_FIELDS) else default_budget()
-
-
-def forget_budgets(*, client_pks: Iterable[int] = (), organisation_pks: Iterable[int] = ()) -> None:
-    """Drop the cached budgets of these clients and of every client of these organisations,
-    now and again when the transaction commits (a reader in between may have cached the old)."""
-    from django.db.models import Q
-
-    from clients.models import Client
-
-    client_pks, organisation_pks = list(client_pks), list(organisation_pks)
-    if not client_pks and not organisation_pks:
-        return
-    client_ids = Client.objects.filter(Q(pk__in=client_pks) | Q(organisation_id__in=organisation_pks)).values_list(
-        "client_id", flat=True
-    )
-    keys = [_budget_key(client_id) for client_id in client_ids]
-
-    def delete() -> None:
-        try:
-            django_cache.delete_many(keys)
-        except Exception:
-            logger.warning("could not drop cached rate limit budgets; they expire within %s s", TIER_CACHE_SECONDS)
-
-    delete()
-    transaction.on_commit(delete, robust=True)
-
-
-def _tier_changed(sender: Any, instance: Any, **kwargs: Any) -> None:
-    forget_budgets(
-        client_pks=instance.clients.values_list("pk", flat=True),
-        organisation_pks=instance.organisations.values_list("pk", flat=True),
-    )
-
-
-def _assignment_changed(field: str) -> Callable[..., None]:
-    def receiver(sender: Any, instance: Any, action: str, reverse: bool, pk_set: Any, **kwargs: Any) -> None:
-        if action not in ("post_add", "post_remove", "pre_clear"):
-            return
-        target = "client_pks" if field == "clients" else "organisation_pks"
-        if reverse:  # client.rate_limit_tiers.add(tier): the instance is the client/organisation
-            forget_budgets(**{target: [instance.pk]})
-        elif action == "pre_clear":
-            forget_budgets(**{target: getattr(instance, field).values_list("pk", flat=True)})
-        else:
-            forget_budgets(**{target: pk_set or ()})
-
-    return receiver
-
-
-def connect_signals() -> None:
-    from django.db.models.signals import m2m_changed, post_save, pre_delete
-
-    from .models import RateLimitTier
-
-    post_save.connect(_tier_changed, sender=RateLimitTier, dispatch_uid="authserver.ratelimit.tier_saved")
-    pre_delete.connect(_tier_changed, sender=RateLimitTier, dispatch_uid="authserver.ratelimit.tier_deleted")
-    for field in ("clients", "organisations"):
-        m2m_changed.connect(
-            _assignment_changed(field),
-            sender=getattr(RateLimitTier, field).through,
-            dispatch_uid=f"authserver.ratelimit.tier_{field}",
-            weak=False,
-        )
 
 
 # ---- the endpoints' checks ---------------------------------------------------------

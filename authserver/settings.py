@@ -124,7 +124,8 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Django's, reusing one redis-py client per pool (authserver/cache.py).
+            "BACKEND": "authserver.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env.str("AUTHSERVER_CACHE_PREFIX", default="authserver"),
         }

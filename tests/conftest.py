@@ -72,11 +72,11 @@ def _own_rate_limit_counters(settings):
 
 @pytest.fixture(autouse=True)
 def _fresh_issuance_catalogue():
-    """Each test reads its own scope catalogue (authserver/oauth/issuance.py): a test's rows
-    are rolled back without the signals that would drop what it cached."""
-    from authserver.oauth import issuance
+    """Each test reads its own clients and scope catalogue (authserver/hotcache.py): a test's
+    rows are rolled back without the signals that would drop what a process copied."""
+    from authserver import hotcache
 
-    issuance.invalidate()
+    hotcache.replace_generation()
 
 
 @pytest.fixture

@@ -1,31 +1,24 @@
-"""The facts the issuance policy needs, read once per request and cached briefly.
+"""The facts the issuance policy needs, read once per process and generation.
 
 The token endpoint is the hot path: the catalogue rules of the requested scopes, the APIs
 named by resource indicators, the network zone table of the client's environment and the
 zones a client is bound to are read from the database in one query each and kept in the
-Django cache (Redis in production) for AUTHSERVER_ISSUANCE_CACHE_SECONDS. Every key carries
-a generation that any change to Scope, ApiResource or NetworkZone (rows or their zone and
-client links) replaces, so an admin's change counts from the next request on; the lifetime
-only bounds what a change made behind Django's back (a bulk ``update()``, SQL) can leave.
-
-Keys also carry the database name: several deployments (or test workers) may share one
-Redis and one cache prefix without reading each other's catalogue.
+process (authserver/hotcache.py) for the current generation, which any change to Scope,
+ApiResource or NetworkZone (rows or their zone and client links) replaces in every process:
+an admin's change counts from the next request on. ``AUTHSERVER_ISSUANCE_CACHE_SECONDS``
+bounds what a change made behind Django's back (a bulk ``update()``, SQL) can leave; 0 turns
+the copies off.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
-import uuid
 from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
-from django.db import connection, transaction
-from django.db.models.signals import m2m_changed, post_delete, post_save
 
-from authserver import network
+from authserver import hotcache, network
 from authserver.models import ApiResource, NetworkZone, Scope
 from authserver.policy import (
     AUTHORIZATION_CODE,
@@ -43,31 +36,10 @@ from clients.models import Client
 
 __all__ = ["Snapshot", "decide", "invalidate"]
 
-log = logging.getLogger(__name__)
-
-# Part of every key: entries written by an older shape of the cached values are never read.
-CACHE_VERSION = 1
-
-
-def _namespace() -> str:
-    return f"issuance-catalogue:v{CACHE_VERSION}:{connection.settings_dict['NAME']}"
-
-
-def _generation() -> str:
-    key = f"{_namespace()}:generation"
-    generation = cache.get(key)
-    if generation is None:
-        cache.add(key, uuid.uuid4().hex, timeout=None)
-        generation = cache.get(key) or "0"
-    return str(generation)
-
 
 def invalidate() -> None:
-    """Forget every cached catalogue entry (all processes: they share the generation)."""
-    try:
-        cache.set(f"{_namespace()}:generation", uuid.uuid4().hex, timeout=None)
-    except Exception:  # the cache is down: what it holds expires within the cache lifetime
-        log.warning("could not invalidate the cached issuance catalogue", exc_info=True)
+    """Forget every copy of the catalogue, in every process (they share the generation)."""
+    hotcache.bump()
 
 
 def _digest(values: Iterable[str]) -> str:
@@ -75,50 +47,18 @@ def _digest(values: Iterable[str]) -> str:
 
 
 class Snapshot:
-    """The catalogue as one request sees it: one generation read, then cached lookups.
-
-    The cache only saves queries: when it fails, the facts come from the database.
-    """
+    """The catalogue as one request sees it: process-local copies, else one query per fact."""
 
     def __init__(self) -> None:
         self.ttl = settings.AUTHSERVER_ISSUANCE_CACHE_SECONDS
-        self._prefix = ""
-        self._memo: dict[str, Any] = {}
-
-    def _key(self, kind: str, part: str) -> str:
-        if not self._prefix:
-            self._prefix = f"{_namespace()}:{_generation()}"
-        return f"{self._prefix}:{kind}:{part}"
 
     def _cached(self, requests: dict[str, tuple[str, str, Any]]) -> dict[str, Any]:
-        """``{name: (kind, key part, loader)}`` -> ``{name: value}``: memo, then cache, then loader."""
-        found = {
-            name: self._memo[kind + part] for name, (kind, part, _) in requests.items() if kind + part in self._memo
+        """``{name: (kind, key part, loader)}`` -> ``{name: value}``."""
+        if self.ttl <= 0:
+            return {name: loader() for name, (_kind, _part, loader) in requests.items()}
+        return {
+            name: hotcache.local(f"issuance-{kind}", part, loader) for name, (kind, part, loader) in requests.items()
         }
-        wanted = {name: spec for name, spec in requests.items() if name not in found}
-        if wanted and self.ttl > 0:
-            try:
-                keys = {name: self._key(kind, part) for name, (kind, part, _) in wanted.items()}
-                hits = cache.get_many(list(keys.values()))
-            except Exception:
-                log.warning("issuance catalogue cache unavailable; reading the database", exc_info=True)
-                self.ttl = 0
-            else:
-                for name, key in keys.items():
-                    if key in hits:
-                        found[name] = hits[key]
-        missing = {name: spec for name, spec in wanted.items() if name not in found}
-        for name, (_kind, _part, loader) in missing.items():
-            found[name] = loader()
-        if missing and self.ttl > 0:
-            entries = {self._key(kind, part): found[name] for name, (kind, part, _) in missing.items()}
-            try:
-                cache.set_many(entries, self.ttl)
-            except Exception:
-                log.warning("issuance catalogue cache unavailable; not caching", exc_info=True)
-        for name, (kind, part, _) in requests.items():
-            self._memo[kind + part] = found[name]
-        return found
 
     # ---- lookups -----------------------------------------------------------------------
 
@@ -251,20 +191,3 @@ def _load_zone_table(environment: str) -> tuple[tuple[Zone, tuple[str, ...]], ..
 def _load_bound_zones(client_pk: int) -> tuple[Zone, ...]:
     rows = NetworkZone.objects.filter(clients=client_pk).values_list("name", "environment")
     return tuple(Zone(name, env) for name, env in rows)
-
-
-# ---- invalidation ----------------------------------------------------------------------
-
-
-def _changed(**kwargs: Any) -> None:
-    # Now, so this process and others stop reading the old entries at once; and again after
-    # the commit, in case a request re-read the old rows in between.
-    invalidate()
-    transaction.on_commit(invalidate, robust=True)
-
-
-for _model in (Scope, ApiResource, NetworkZone):
-    post_save.connect(_changed, sender=_model, dispatch_uid=f"issuance-catalogue-save-{_model.__name__}")
-    post_delete.connect(_changed, sender=_model, dispatch_uid=f"issuance-catalogue-delete-{_model.__name__}")
-for _through in (Scope.allowed_zones.through, NetworkZone.clients.through):
-    m2m_changed.connect(_changed, sender=_through, dispatch_uid=f"issuance-catalogue-m2m-{_through.__name__}")

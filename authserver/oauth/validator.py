@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 import logging
 import re
@@ -29,7 +30,7 @@ from oauth2_provider.models import get_access_token_model, get_grant_model, get_
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
-from authserver import mtls, ratelimit
+from authserver import hotcache, mtls, ratelimit
 from authserver.network import client_address
 from authserver.policy import INVALID_SCOPE, INVALID_TARGET, IssuanceDecision, zone_binding_refusal
 from clients import jwks_uri as client_jwks_uri
@@ -110,7 +111,12 @@ class Validator(OAuth2Validator):
         client = request.client
         if isinstance(client, Client) and client.client_id == client_id:
             return client if client.is_usable(request) else None
-        client = Client.objects.select_related("organisation").filter(client_id=client_id).first()
+        client = hotcache.local(
+            "client",
+            client_id,
+            lambda: Client.objects.select_related("organisation").filter(client_id=client_id).first(),
+            keep=lambda found: found is not None,  # any string can be asked for: misses are not kept
+        )
         if client is None or not client.is_usable(request):
             request.client = None
             return None
@@ -195,20 +201,33 @@ class Validator(OAuth2Validator):
         client = self._client_for_method(client_id, method, request)
         if not isinstance(secret, str) or not secret:
             raise ClientAuthError("The client secret is missing.")
-        credential = (
-            ClientCredential.objects.filter(
-                client=client,
-                kind=ClientCredential.Kind.SECRET,
-                status__in=ClientCredential.USABLE_STATUSES,
-                secret_hash=hash_client_secret(secret),
-            )
-            .only("id", "status", "expires_at", "last_used_at")
-            .first()
-        )
-        if credential is None or not credential.is_usable():
+        presented = hash_client_secret(secret)
+        # Every usable secret is compared (constant time each): during a rotation's overlap
+        # the old and the new one both work.
+        matched = [
+            credential
+            for credential in self._usable_credentials(client, (ClientCredential.Kind.SECRET,))
+            if hmac.compare_digest(credential.secret_hash, presented)
+        ]
+        if not matched:
             raise ClientAuthError("The client secret is wrong, expired or revoked.")
-        self._touch(credential)
+        self._touch(matched[0])
         return client
+
+    @staticmethod
+    def _usable_credentials(client: Client, kinds: tuple[str, ...]) -> list[ClientCredential]:
+        """The client's credentials of ``kinds`` that work now: read once per process and
+        generation (authserver/hotcache.py; any change to a credential replaces it), then
+        checked against the clock here, so an expiry counts to the second."""
+        credentials: list[ClientCredential] = hotcache.local(
+            "credentials",
+            str(client.pk),
+            lambda: list(
+                ClientCredential.objects.filter(client=client.pk, status__in=ClientCredential.USABLE_STATUSES)
+            ),
+        )
+        now = timezone.now()
+        return [credential for credential in credentials if credential.kind in kinds and credential.is_usable(now)]
 
     def _authenticate_certificate(self, request: Any, method: str) -> Client:
         """RFC 8705 §2.1 (tls_client_auth) and §2.2 (self_signed_tls_client_auth)."""
@@ -217,13 +236,7 @@ class Validator(OAuth2Validator):
         if certificate is None:
             raise ClientAuthError("This client authenticates with a TLS client certificate; none was presented.")
         presented = mtls.thumbprint(certificate)
-        credentials = [
-            credential
-            for credential in ClientCredential.objects.filter(
-                client=client, kind=ClientCredential.Kind.CERTIFICATE, status__in=ClientCredential.USABLE_STATUSES
-            )
-            if credential.is_usable()
-        ]
+        credentials = self._usable_credentials(client, (ClientCredential.Kind.CERTIFICATE,))
         if method == Client.AuthMethod.TLS_CLIENT_AUTH:
             # PKI: the proxy chained the certificate to its trust store; the registered DN or
             # certificate says which of those certificates is this client's.
@@ -260,15 +273,9 @@ class Validator(OAuth2Validator):
         if request.client_id and request.client_id != peeked.client_id:
             raise ClientAuthError("client_id differs from the client_assertion issuer.")
         client = self._client_for_method(peeked.client_id, Client.AuthMethod.PRIVATE_KEY_JWT, request)
-        credentials = [
-            credential
-            for credential in ClientCredential.objects.filter(
-                client=client,
-                kind__in=(ClientCredential.Kind.PUBLIC_KEY, ClientCredential.Kind.JWKS_URI),
-                status__in=ClientCredential.USABLE_STATUSES,
-            )
-            if credential.is_usable()
-        ]
+        credentials = self._usable_credentials(
+            client, (ClientCredential.Kind.PUBLIC_KEY, ClientCredential.Kind.JWKS_URI)
+        )
         # Each key beside the credential it came from: registered JWKs, and (RFC 7591 §2) the
         # keys served at a jwks_uri, read from the cache (one GET); a kid found nowhere may
         # refetch, at most once per AUTHSERVER_JWKS_URI_MIN_CACHE_SECONDS (key rollover).
@@ -310,6 +317,7 @@ class Validator(OAuth2Validator):
         now = timezone.now()
         if credential.last_used_at is None or credential.last_used_at < now - timedelta(hours=1):
             ClientCredential.objects.filter(pk=credential.pk).update(last_used_at=now)
+            credential.last_used_at = now  # the process's copy too: one UPDATE an hour, not one per token
 
     @staticmethod
     def _touch_client(client: Client) -> None:
@@ -618,6 +626,13 @@ class Validator(OAuth2Validator):
             self._grant(request.code, request)
         super()._check_and_set_request_resource(request)
         request._authserver_resource_checked = True
+
+    def save_bearer_token(self, token: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        """A client-credentials token is one row with no refresh token: its INSERT needs no
+        transaction of its own (DOT opens one, a savepoint inside the request's). Others keep DOT's."""
+        if request.grant_type == "client_credentials" and not token.get("refresh_token"):
+            return self._save_bearer_token(token, request, *args, **kwargs)
+        return super().save_bearer_token(token, request, *args, **kwargs)
 
     def _create_access_token(
         self, expires: Any, request: Any, token: dict[str, Any], source_refresh_token: Any = None

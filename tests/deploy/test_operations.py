@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import re
+import time
 import uuid
 from urllib.parse import urlencode
 
@@ -160,7 +161,7 @@ def test_celery_task_outcomes(client):
 
 
 @pytest.mark.django_db
-def test_one_cache_command_per_event_on_redis(client, monkeypatch):
+def test_events_are_sent_to_redis_in_one_pipeline(client, monkeypatch):
     assert isinstance(caches["default"], metrics.RedisCache), "the suite runs on Redis (make test)"
     commands = []
     real = metrics._redis
@@ -169,10 +170,32 @@ def test_one_cache_command_per_event_on_redis(client, monkeypatch):
         commands.append(key)
         return real(backend, key)
 
+    monkeypatch.setattr(metrics, "FLUSH_SECONDS", 60.0)  # no timer flush during the test
+    metrics.flush()  # what earlier tests left pending
     monkeypatch.setattr(metrics, "_redis", counting)
-    client.get("/healthz")
+    for _ in range(5):
+        client.get("/healthz")
+    assert commands == []  # counted in the process, not sent per event
 
-    assert len(commands) == 1
+    metrics.flush()
+    assert len(commands) == 1  # one pipeline for all of them
+    assert metrics.read(metrics.REQUESTS)[("health", "2xx")] == 5
+
+
+def test_pending_counts_reach_redis_within_the_flush_interval_without_a_reader():
+    """Another process scraping /metrics sees this process's counts within FLUSH_SECONDS."""
+    metrics.flush()
+    backend = caches["default"]
+    key = backend.make_and_validate_key("metrics:" + metrics.RATE_LIMIT_HITS.name)
+    redis_client = metrics._redis(backend, key)
+    field = '["flush-test"]'
+    before = int(redis_client.hget(key, field) or 0)
+    metrics.count_rate_limit_hit("flush-test")
+    deadline = time.monotonic() + metrics.FLUSH_SECONDS + 5
+    while int(redis_client.hget(key, field) or 0) == before:
+        assert time.monotonic() < deadline, "the timer never sent the pending count"
+        time.sleep(0.05)
+    assert int(redis_client.hget(key, field)) == before + 1
 
 
 @pytest.mark.django_db

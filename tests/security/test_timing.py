@@ -37,8 +37,9 @@ def _function_source(dotted: str) -> str:
 
 # (where, how it is safe, a pattern its source must contain)
 COMPARISON_POINTS: list[tuple[str, str, str]] = [
-    # Client secrets at the token, introspection and revocation endpoints: keyed hash lookup.
-    ("authserver.oauth.validator:Validator._authenticate_secret", "keyed hash", r"secret_hash=hash_client_secret\("),
+    # Client secrets at the token, introspection and revocation endpoints: the keyed hash of the
+    # presented secret against each usable secret's, in constant time (process-local copies).
+    ("authserver.oauth.validator:Validator._authenticate_secret", "constant time", r"compare_digest\("),
     # RFC 7592 registration access token: constant time, and the same work for an unknown client.
     ("clients.services.dcr:client_for_registration_token", "constant time", r"compare_digest\("),
     # RFC 7592 §2.2: a client_secret presented in an update must be the current one.
