@@ -40,6 +40,7 @@ from . import claims as oidc_claims
 from . import issuance
 from .client_auth import ASSERTION_TYPE, ClientAuthError, hash_client_secret, peek_assertion, verify_assertion
 from .keys import keyring
+from .persist import fast_insert
 
 log = logging.getLogger(__name__)
 
@@ -642,7 +643,19 @@ class Validator(OAuth2Validator):
         signed_exp = getattr(request, "access_token_exp", None)
         if signed_exp is not None:
             expires = datetime.fromtimestamp(signed_exp, tz=UTC)
-        access_token = super()._create_access_token(expires, request, token, source_refresh_token)
+        if request.grant_type == "client_credentials" and not token.get("id_token") and source_refresh_token is None:
+            # The hot path: DOT's row, written with one precompiled INSERT (fast_insert).
+            access_token = AccessToken(
+                user=None,
+                scope=token["scope"],
+                expires=expires,
+                application=request.client,
+                resource=getattr(request, "resource", []),  # RFC 8707
+            )
+            self._set_token_value(access_token, token["access_token"])
+            fast_insert(access_token)
+        else:
+            access_token = super()._create_access_token(expires, request, token, source_refresh_token)
         if isinstance(request.client, Client):
             self._touch_client(request.client)
         if request.grant_type == "authorization_code" and isinstance(request.code, str):
