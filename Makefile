@@ -27,6 +27,9 @@ test: install ## Install, then run the whole test suite on PostgreSQL + Redis
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) AUTHSERVER_ENVIRONMENT=test DATABASE_CONN_MAX_AGE=0 \
 		$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
+bench: install ## Benchmark against oidc-provider and vanilla DOT (about 40 min; BENCH_ARGS=--quick for 10): bench/RESULTS.md
+	.venv/bin/python bench/run.py $(BENCH_ARGS)
+
 lint: install ## ruff (lint + format check) and mypy
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
@@ -42,4 +45,4 @@ migrations-check: install ## Fail when models and migrations disagree
 clean: ## Remove the virtualenvs and the embedded data directory
 	rm -rf .venv $(TOOLS) var
 
-.PHONY: help install run test lint format migrations-check clean
+.PHONY: help install run test bench lint format migrations-check clean

@@ -109,7 +109,10 @@ TEMPLATES = [
 
 DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'authserver.sqlite3'}")}
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# A reused connection is checked (one "SELECT 1") on each request's first query, so a process
+# recovers from a database restart without a failed request; off saves that round trip per
+# request (bench/RESULTS.md) at the price of one 503 per process after a restart.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DATABASE_CONN_HEALTH_CHECKS", default=True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web process and the Celery worker use the file at the same time.
     DATABASES["default"]["OPTIONS"] = {

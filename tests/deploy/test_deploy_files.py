@@ -24,6 +24,7 @@ def test_every_setting_is_in_the_example_environment():
     settings_module = Path(settings.BASE_DIR) / "authserver" / "settings.py"
     read = names_read_by(settings_module, r'env(?:\.[a-z_]+)?\(\s*"([A-Z0-9_]+)"')
     read |= names_read_by(DEPLOY / "gunicorn.conf.py", r'os\.environ\.get\("([A-Z0-9_]+)"')
+    read |= names_read_by(DEPLOY / "granian.sh", r"\$\{([A-Z0-9_]+):-")
 
     missing = sorted(read - DOCUMENTED)
     assert not missing, f"document these in deploy/authserver.env.example: {missing}"
