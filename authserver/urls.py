@@ -53,3 +53,6 @@ urlpatterns = [
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics, name="metrics"),
 ]
+
+# A database outage outside a view (middleware) answers 503 like one inside (authserver/views.py).
+handler500 = "authserver.views.server_error"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import sys
 
 from django.conf import settings
 from django.core.cache import cache
@@ -77,3 +78,18 @@ def metrics(request: HttpRequest) -> HttpResponse:
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
             return response
     return HttpResponse(metrics_registry.render(), content_type=metrics_registry.CONTENT_TYPE)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """Django's 500 page, except for a database outage met outside a view (a middleware saving
+    the session on the way out, say), which DatabaseUnavailableMiddleware never sees: that is
+    the same 503 ``temporarily_unavailable`` with Retry-After a view's outage gets."""
+    from django.views import defaults
+
+    from .middleware import database_unavailable, database_unavailable_response
+
+    exception = sys.exc_info()[1]
+    if exception is not None and database_unavailable(exception):
+        log.warning("database unavailable (%s) outside a view; answered 503", type(exception).__name__)
+        return database_unavailable_response(request)
+    return defaults.server_error(request)

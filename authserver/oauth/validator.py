@@ -82,6 +82,17 @@ def _code_acr_key(code: str) -> str:
     return "authorization-code-acr:" + hashlib.sha256(code.encode()).hexdigest()
 
 
+def _cache_quietly(operation: Any, *args: Any, **kwargs: Any) -> Any:
+    """A cache call on the authorization-code path, where the cache only helps: without it the
+    ID token says eIDAS low (the weakest claim, never a stronger one than the sign-in had) and a
+    replayed code is still refused (the grant row is gone) but cannot revoke what it issued."""
+    try:
+        return operation(*args, **kwargs)
+    except Exception:
+        log.warning("cache unavailable on the authorization-code path", exc_info=True)
+        return None
+
+
 def _used_code_key(code: str) -> str:
     return "used-authorization-code:" + hashlib.sha256(code.encode()).hexdigest()
 
@@ -551,7 +562,7 @@ class Validator(OAuth2Validator):
             request.nonce = grant.nonce
         if grant.claims:
             request.claims = json.loads(grant.claims)
-        request.acr = cache.get(_code_acr_key(code)) or oidc_claims.ACR_LOW
+        request.acr = _cache_quietly(cache.get, _code_acr_key(code)) or oidc_claims.ACR_LOW
         # The policy again at the token endpoint: the organisation may have changed since consent.
         self._issuance(request, request.scopes)
         return True
@@ -564,10 +575,10 @@ class Validator(OAuth2Validator):
         super().save_authorization_code(client_id, code, request, *args, **kwargs)
         acr = oidc_claims.acr_for(request.user)
         timeout = settings.AUTHSERVER_AUTHORIZATION_CODE_LIFETIME + 60
-        cache.set(_code_acr_key(code["code"]), acr, timeout=timeout)
+        _cache_quietly(cache.set, _code_acr_key(code["code"]), acr, timeout=timeout)
 
     def _revoke_tokens_of_reused_code(self, code: str) -> None:
-        issued = cache.get(_used_code_key(code))
+        issued = _cache_quietly(cache.get, _used_code_key(code))
         if not isinstance(issued, dict):
             return
         from oauth2_provider.models import revoke_access_token
@@ -659,7 +670,9 @@ class Validator(OAuth2Validator):
         if isinstance(request.client, Client):
             self._touch_client(request.client)
         if request.grant_type == "authorization_code" and isinstance(request.code, str):
-            cache.set(_used_code_key(request.code), {"access_token": access_token.pk}, timeout=USED_CODE_TTL)
+            _cache_quietly(
+                cache.set, _used_code_key(request.code), {"access_token": access_token.pk}, timeout=USED_CODE_TTL
+            )
         return access_token
 
     def _create_refresh_token(
@@ -670,7 +683,7 @@ class Validator(OAuth2Validator):
             # A replayed code must revoke the whole refresh family, which outlives the first
             # access token once it has been refreshed (RFC 6749 §4.1.2, RFC 9700 §4.14).
             issued = {"access_token": access_token.pk, "family": str(refresh_token.token_family)}
-            cache.set(_used_code_key(request.code), issued, timeout=USED_CODE_TTL)
+            _cache_quietly(cache.set, _used_code_key(request.code), issued, timeout=USED_CODE_TTL)
         return refresh_token
 
     def rotate_refresh_token(self, request: Any) -> bool:

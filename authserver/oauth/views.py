@@ -178,7 +178,8 @@ def _authenticate_caller(request: HttpRequest) -> tuple[Client | None, HttpRespo
             "invalid_client", exc.description, status=401, headers={"WWW-Authenticate": 'Basic realm="authserver"'}
         )
     except errors.OAuth2Error as exc:
-        return None, oauth_error(exc.error, exc.description, status=exc.status_code)
+        # Its headers too: a 503 (the replay cache down) says when to retry.
+        return None, oauth_error(exc.error, exc.description, status=exc.status_code, headers=dict(exc.headers))
     return oauth_request.client, None
 
 
