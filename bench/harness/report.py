@@ -95,7 +95,7 @@ def targets_table(results: dict[str, Any]) -> list[str]:
         workload = "token_pbkdf2" if target == "dot-hashed" else "token_basic"
         theirs = _rps(results, workload, target)
         value = None if mine is None or not theirs else mine / theirs
-        rows.append((label, "n/a" if value is None else f"{value:,.0f}x", None if value is None else value > factor))
+        rows.append((label, "n/a" if value is None else f"{value:,.1f}x", None if value is None else value > factor))
     lines = ["| target | measured | |", "| --- | ---: | --- |"]
     lines += [f"| {label} | {shown} | {_check(ok)} |" for label, shown, ok in rows]
     return lines
