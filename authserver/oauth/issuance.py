@@ -78,9 +78,13 @@ class Snapshot:
     def rules_and_apis(
         self, scopes: Iterable[str], audiences: Iterable[str]
     ) -> tuple[dict[str, ScopeRule], dict[str, Api]]:
-        """The catalogue rules of ``scopes`` (absent: not in the catalogue) and the APIs by audience."""
-        names = sorted(set(scopes))
-        resources = sorted(set(audiences))
+        """The catalogue rules of ``scopes`` (absent: not in the catalogue) and the APIs by audience.
+
+        A value with a NUL character is in no catalogue (PostgreSQL text cannot hold one, and
+        asking for it is a DataError): it is left out of the queries, so the policy refuses it
+        as an unknown scope or resource instead of the request failing."""
+        names = sorted({name for name in scopes if "\x00" not in name})
+        resources = sorted({audience for audience in audiences if "\x00" not in audience})
         requests: dict[str, tuple[str, str, Any]] = {"rules": ("rules", _digest(names), lambda: _load_rules(names))}
         if resources:
             requests["apis"] = ("apis", _digest(resources), lambda: _load_apis(resources))

@@ -219,3 +219,12 @@ def test_an_unreachable_cache_falls_back_to_the_database(settings, django_assert
     assert rules["orders:read"].api is not None
     assert "could not invalidate the process-local copies" in caplog.text
     assert "process-local copies are not used" in caplog.text
+
+
+def test_a_nul_character_is_in_no_catalogue_and_breaks_nothing(orders_api):
+    """PostgreSQL text cannot hold NUL: such a scope or resource is unknown, not a DataError (500).
+    Found by the fuzzer (tests/faults/test_fuzz_oauth.py) at the authorization endpoint."""
+    ScopeFactory(name="orders:read", api=orders_api)
+    rules, apis = issuance.Snapshot().rules_and_apis(["orders:read", "orders\x00read"], ["https://api\x00/"])
+    assert set(rules) == {"orders:read"}
+    assert apis == {}
