@@ -15,8 +15,9 @@ docs/decisions/0010-introspection.md records the why. In short:
   deleted (DOT revokes an access token by deleting it, on every path: /oauth/revoke, refresh
   rotation, ``revoke_access_token``, ``RefreshToken.revoke_family``, client suspension and
   revocation), a user deactivated, a client or an organisation that is no longer active.
-- What a caller may introspect (its APIs' audiences and scopes) is cached per caller under a
-  catalogue version that every change of an API, a scope or an introspector list replaces.
+- What a caller may introspect (its APIs' audiences and scopes) is a process-local copy, and
+  cached answers carry the generation of those copies (authserver/hotcache.py), which every
+  change of an API, a scope or an introspector list replaces.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from __future__ import annotations
 import calendar
 import hashlib
 import logging
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,10 +35,11 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models.signals import m2m_changed, post_delete, post_save
+from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 
+from authserver import hotcache
 from clients.models import Client
 from onboarding.models import Organisation
 
@@ -49,9 +50,6 @@ log = logging.getLogger(__name__)
 AccessToken = get_access_token_model()
 RefreshToken = get_refresh_token_model()
 
-CATALOGUE_VERSION_KEY = "introspection:catalogue"
-# The caller's rights change only with the catalogue, whose version guards them.
-RIGHTS_TTL = 300
 # A tombstone outlives every answer cached before it by this margin, so that an answer computed
 # from the database just before a revocation committed, and written just after, is still
 # overruled (docs/decisions/0010-introspection.md: the race).
@@ -72,10 +70,6 @@ def answer_key(caller: Client, checksum: str) -> str:
 
 def revoked_key(checksum: str) -> str:
     return f"introspection:revoked:{checksum}"
-
-
-def rights_key(caller: Client) -> str:
-    return f"introspection:rights:{caller_tag(caller)}"
 
 
 def token_checksum(token: str) -> str:
@@ -122,35 +116,25 @@ def rights_of(caller: Client) -> Rights:
 def introspect(*, caller: Client, token: str, token_type_hint: str | None = None) -> dict[str, Any]:
     """RFC 7662 §2.2: the answer for an authenticated resource server; never raises for a bad token."""
     checksum = token_checksum(token)
-    seconds = settings.AUTHSERVER_INTROSPECTION_CACHE_SECONDS
-    version: str | None = None
-    rights: Rights | None = None
-    if seconds > 0:
-        keys = [answer_key(caller, checksum), revoked_key(checksum), CATALOGUE_VERSION_KEY, rights_key(caller)]
+    # Cached answers belong to the generation of the process-local copies (authserver/hotcache.py),
+    # which every change of an API, a scope or an introspector list replaces: an answer of another
+    # generation is never used. None (no shared cache, or it is down): nothing is cached.
+    version = hotcache.generation() if settings.AUTHSERVER_INTROSPECTION_CACHE_SECONDS > 0 else None
+    if version is not None:
+        keys = [answer_key(caller, checksum), revoked_key(checksum)]
         found = _cache_get_many(keys)
         if found.get(keys[1]):
             return {"active": False}
-        version = found.get(CATALOGUE_VERSION_KEY)
-        if version is None:
-            # The first call after a start or an eviction names a new catalogue version (the
-            # winner of concurrent first calls), so no entry of an older one can match again.
-            _cache_call(cache.add, CATALOGUE_VERSION_KEY, uuid.uuid4().hex, timeout=None)
-            version = _cache_get(CATALOGUE_VERSION_KEY)
-        else:
-            entry = found.get(keys[0])
-            if isinstance(entry, dict) and entry.get("version") == version and isinstance(entry.get("answer"), dict):
-                return dict(entry["answer"])
-            cached_rights = found.get(keys[3])
-            if isinstance(cached_rights, tuple) and len(cached_rights) == 2 and cached_rights[0] == version:
-                rights = cached_rights[1]
+        entry = found.get(keys[0])
+        if isinstance(entry, dict) and entry.get("version") == version and isinstance(entry.get("answer"), dict):
+            return dict(entry["answer"])
+    rights: Rights | None = None
 
     def caller_rights() -> Rights:
         # Read only once a token was found: unknown tokens cost no query for them.
         nonlocal rights
         if rights is None:
-            rights = rights_of(caller)
-            if version is not None:
-                _cache_call(cache.set, rights_key(caller), (version, rights), timeout=RIGHTS_TTL)
+            rights = hotcache.local("introspection-rights", caller_tag(caller), lambda: rights_of(caller))
         return rights
 
     if token_type_hint != "refresh_token":
@@ -276,14 +260,6 @@ def _cache_get_many(keys: list[str]) -> dict[str, Any]:
         return {}
 
 
-def _cache_get(key: str) -> Any:
-    try:
-        return cache.get(key)
-    except Exception:
-        log.warning("introspection cache unreachable; answering from the database", exc_info=True)
-        return None
-
-
 def _cache_call(operation: Any, *args: Any, **kwargs: Any) -> None:
     try:
         operation(*args, **kwargs)
@@ -319,14 +295,6 @@ def forget_live_tokens(**filters: Any) -> None:
     )
 
 
-def catalogue_changed() -> None:
-    """A new catalogue version after the commit: every caller's rights and answers are re-read."""
-    transaction.on_commit(
-        lambda: cache.set(CATALOGUE_VERSION_KEY, uuid.uuid4().hex, timeout=None),
-        robust=True,
-    )
-
-
 def _access_token_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
     # An expired token's answer expired from the cache before it did (half the lifetime).
     if instance.expires is not None and instance.expires > timezone.now():
@@ -355,27 +323,11 @@ def _organisation_saved(
     forget_live_tokens(application__organisation=instance)
 
 
-def _catalogue_saved(sender: Any, **kwargs: Any) -> None:
-    catalogue_changed()
-
-
-def _introspectors_changed(sender: Any, action: str, **kwargs: Any) -> None:
-    if action in ("post_add", "post_remove", "post_clear"):
-        catalogue_changed()
-
-
 def connect_signals() -> None:
-    """Called from AuthserverConfig.ready(): every process, web and worker, invalidates."""
-    from authserver.models import ApiResource, Scope
-
+    """Called from AuthserverConfig.ready(): every process, web and worker, invalidates. Changes
+    to the catalogue (APIs, scopes, introspectors) replace the hotcache generation instead."""
     uid = "authserver.introspection"
     post_delete.connect(_access_token_deleted, sender=AccessToken, dispatch_uid=f"{uid}.access_token")
     post_save.connect(_user_saved, sender=get_user_model(), dispatch_uid=f"{uid}.user")
     post_save.connect(_client_saved, sender=Client, dispatch_uid=f"{uid}.client")
     post_save.connect(_organisation_saved, sender=Organisation, dispatch_uid=f"{uid}.organisation")
-    for model in (ApiResource, Scope):
-        post_save.connect(_catalogue_saved, sender=model, dispatch_uid=f"{uid}.{model.__name__}.saved")
-        post_delete.connect(_catalogue_saved, sender=model, dispatch_uid=f"{uid}.{model.__name__}.deleted")
-    m2m_changed.connect(
-        _introspectors_changed, sender=ApiResource.introspectors.through, dispatch_uid=f"{uid}.introspectors"
-    )
