@@ -21,7 +21,7 @@ from django.db.models.signals import post_save
 
 
 @cache
-def _statement(model: type[Model], vendor: str) -> tuple[str, tuple[Field[Any, Any], ...]]:
+def _statement(model: type[Model]) -> tuple[str, tuple[Field[Any, Any], ...]]:
     fields = tuple(field for field in model._meta.local_concrete_fields if not isinstance(field, AutoFieldMixin))
     pk = model._meta.pk
     assert pk is not None
@@ -40,7 +40,7 @@ def fast_insert(instance: Model) -> None:
     if connection.vendor != "postgresql":  # the embedded SQLite: the ORM's own way
         instance.save(force_insert=True)
         return
-    sql, fields = _statement(model, connection.vendor)
+    sql, fields = _statement(model)
     values = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
